@@ -1,0 +1,1 @@
+"""Permission requests: an agent asks, a person decides, exactly once, audited."""

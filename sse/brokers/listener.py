@@ -1,0 +1,254 @@
+"""One Redis subscriber per process and event loop.
+
+It subscribes to a session's channel when the first local stream of that
+session opens and unsubscribes when the last one closes.  When Redis goes
+away it reconnects with backoff, subscribes again, and catches every open
+stream up from the session buffers, so an event that Redis accepted while
+the listener was away is still delivered.
+
+It speaks RESP directly (through hiredis) on its own socket: pub/sub needs
+three commands, and the hot path stays one parse and one render per event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import hiredis
+from redis.connection import parse_url
+
+from ..connection import LocalSessions
+from ..events import render
+from ..exceptions import BrokerUnavailable
+
+if TYPE_CHECKING:
+    from .redis import RedisBroker
+
+logger = logging.getLogger(__name__)
+
+CHANNEL_PREFIX = b"sse_events:"
+CONNECT_TIMEOUT = 5.0
+# Silence longer than this on the socket triggers a PING; twice, a reconnect.
+IDLE_PING = 15.0
+MAX_BACKOFF = 5.0
+
+
+def _command(*args: bytes | str) -> bytes:
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg.encode() if isinstance(arg, str) else arg
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+class SessionListener:
+    def __init__(self, broker: RedisBroker, loop: asyncio.AbstractEventLoop,
+                 local: LocalSessions) -> None:
+        self.broker = broker
+        self.loop = loop
+        self.local = local
+        self.connected = False
+        self._connected = asyncio.Event()
+        self._writer: asyncio.StreamWriter | None = None
+        self._task: asyncio.Task[None] | None = None
+        # The current subscription of each session: done once Redis confirmed it.
+        self._subs: dict[str, asyncio.Future[None]] = {}
+        # Per channel, what each (un)subscribe reply still to come answers, in
+        # order: a future to resolve, or None for an unsubscribe.
+        self._expect: dict[bytes, deque[asyncio.Future[None] | None]] = {}
+        self._sids: dict[bytes, str] = {}
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = self.loop.create_task(self._run(), name="sse-redis-listener")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    # -- subscriptions, called on the loop ---------------------------------------
+
+    async def ensure(self, session_id: str) -> None:
+        """Return once Redis has confirmed the subscription to the session."""
+        try:
+            await asyncio.wait_for(self._connected.wait(), CONNECT_TIMEOUT)
+            future = self._subs.get(session_id)
+            if future is None:
+                future = self._subscribe([session_id])[0]
+            await asyncio.wait_for(asyncio.shield(future), CONNECT_TIMEOUT)
+        except TimeoutError as exc:
+            raise BrokerUnavailable("Redis did not confirm the subscription") from exc
+
+    def release(self, session_id: str) -> None:
+        if self._subs.pop(session_id, None) is None or self._writer is None:
+            return
+        channel = CHANNEL_PREFIX + session_id.encode()
+        self._expect.setdefault(channel, deque()).append(None)
+        self._writer.write(_command(b"UNSUBSCRIBE", channel))
+
+    def _subscribe(self, session_ids: list[str]) -> list[asyncio.Future[None]]:
+        assert self._writer is not None
+        futures = []
+        channels = []
+        for sid in session_ids:
+            channel = CHANNEL_PREFIX + sid.encode()
+            future = self.loop.create_future()
+            self._subs[sid] = future
+            self._sids[channel] = sid
+            self._expect.setdefault(channel, deque()).append(future)
+            futures.append(future)
+            channels.append(channel)
+        self._writer.write(_command(b"SUBSCRIBE", *channels))
+        return futures
+
+    # -- the connection ------------------------------------------------------------
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        recovering = False
+        while True:
+            catch_up: asyncio.Task[None] | None = None
+            try:
+                reader, self._writer = await asyncio.wait_for(self._open(), CONNECT_TIMEOUT)
+                sessions = list(self.local.sessions)
+                futures = self._subscribe(sessions) if sessions else []
+                self.connected = True
+                self._connected.set()
+                if recovering:
+                    logger.info("SSE Redis listener reconnected; %d sessions", len(sessions))
+                    if futures:
+                        catch_up = self.loop.create_task(self._catch_up(sessions, futures))
+                backoff = 0.1
+                await self._receive(reader)
+            except asyncio.CancelledError:
+                raise
+            except (OSError, EOFError, TimeoutError, hiredis.ProtocolError) as exc:
+                logger.warning("SSE Redis listener lost its connection: %s", exc)
+            except Exception:
+                logger.exception("SSE Redis listener failed")
+            finally:
+                self._disconnected(catch_up)
+            recovering = True
+            await asyncio.sleep(backoff * (0.5 + random.random()))
+            backoff = min(backoff * 2, MAX_BACKOFF)
+
+    def _disconnected(self, catch_up: asyncio.Task[None] | None) -> None:
+        self.connected = False
+        self._connected.clear()
+        if catch_up is not None:
+            catch_up.cancel()
+        error = BrokerUnavailable("Redis connection lost")
+        for expected in self._expect.values():
+            for future in expected:
+                if future is not None and not future.done():
+                    future.set_exception(error)
+                    future.exception()  # retrieved: nobody may be waiting
+        self._expect.clear()
+        self._subs.clear()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        params: dict[str, Any] = parse_url(self.broker.url)
+        connection_class = getattr(params.get("connection_class"), "__name__", "")
+        if "path" in params:
+            reader, writer = await asyncio.open_unix_connection(params["path"])
+        else:
+            context = ssl.create_default_context() if connection_class == "SSLConnection" else None
+            reader, writer = await asyncio.open_connection(
+                params.get("host", "localhost"), params.get("port", 6379), ssl=context
+            )
+        if params.get("password"):
+            auth = [b"AUTH", params["password"]]
+            if params.get("username"):
+                auth.insert(1, params["username"])
+            writer.write(_command(*auth))
+            parser = hiredis.Reader()
+            reply: Any = False
+            while reply is False:
+                data = await reader.read(4096)
+                if not data:
+                    raise EOFError("Redis closed the connection during AUTH")
+                parser.feed(data)
+                reply = parser.gets()
+            if isinstance(reply, hiredis.ReplyError):
+                raise ConnectionError(f"Redis AUTH failed: {reply}")
+        return reader, writer
+
+    async def _receive(self, reader: asyncio.StreamReader) -> None:
+        parser = hiredis.Reader()
+        deliver = self.local.deliver
+        pinged = False
+        while True:
+            try:
+                async with asyncio.timeout(IDLE_PING):
+                    data = await reader.read(1 << 18)
+            except TimeoutError:
+                if pinged:
+                    raise
+                pinged = True
+                assert self._writer is not None
+                self._writer.write(_command(b"PING"))
+                continue
+            if not data:
+                raise EOFError("Redis closed the connection")
+            pinged = False
+            parser.feed(data)
+            reply = parser.gets()
+            while reply is not False:
+                kind = reply[0]
+                if kind == b"message":
+                    payload = reply[2]
+                    split = payload.index(b"\n")
+                    sid = self._sids.get(reply[1])
+                    if sid is not None:
+                        deliver(sid, [render(payload[:split], payload[split + 1 :])])
+                elif kind == b"subscribe" or kind == b"unsubscribe":
+                    self._acknowledged(reply[1])
+                elif isinstance(reply, hiredis.ReplyError):
+                    raise ConnectionError(f"Redis replied with an error: {reply}")
+                reply = parser.gets()
+
+    def _acknowledged(self, channel: bytes) -> None:
+        expected = self._expect.get(channel)
+        if not expected:
+            return
+        future = expected.popleft()
+        if not expected:
+            del self._expect[channel]
+            if channel[len(CHANNEL_PREFIX) :].decode() not in self._subs:
+                self._sids.pop(channel, None)
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    async def _catch_up(self, sessions: list[str], futures: list[asyncio.Future[None]]) -> None:
+        """Deliver what was published while the listener was away."""
+        await asyncio.gather(*futures)
+        for sid in sessions:
+            conns = tuple(self.local.sessions.get(sid, ()))
+            if not conns:
+                continue
+            floor = min(conn.position for conn in conns)
+            try:
+                read = await self.broker.read(sid, floor)
+            except BrokerUnavailable:
+                return  # the connection dropped again; the next one catches up
+            for conn in conns:
+                if read.trimmed is not None and read.trimmed > conn.position:
+                    # Events this stream never saw left the buffer: make the
+                    # client reconnect, which reports the gap.
+                    conn.end("resync")
+                    continue
+                for event in read.events:
+                    conn.offer(event)

@@ -1,0 +1,158 @@
+"""The Redis broker: every worker process shares buffers and live events.
+
+Publishing is one Lua script, so storing an event in the session's buffer (a
+Redis stream trimmed to ``BUFFER_SIZE`` and expiring ``BUFFER_TTL`` seconds
+after the last publish) and publishing it on ``sse_events:{session_id}``
+happen together or not at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from ..conf import conf
+from ..connection import Connection
+from ..events import EventKey, parse_id, render
+from ..exceptions import BrokerUnavailable
+from .base import BufferInfo, BufferRead, Broker
+from .listener import SessionListener
+
+BUFFER_PREFIX = "sse_buffer:"
+CHANNEL_PREFIX = "sse_events:"
+
+# KEYS: buffer, channel. ARGV: BUFFER_SIZE, BUFFER_TTL, body.
+# The channel carries "<id>\n<body>": each process renders the frame once.
+PUBLISH = """
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], '*', 'b', ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('PUBLISH', KEYS[2], id .. '\\n' .. ARGV[3])
+return id
+"""
+
+# KEYS: buffer. ARGV: exclusive start id, or '' for none.
+# -> {0} when the buffer does not exist, else {1, newest, trimmed, entries}.
+READ = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0} end
+local info = redis.call('XINFO', 'STREAM', KEYS[1])
+local newest, trimmed = '0-0', '0-0'
+for i = 1, #info, 2 do
+  if info[i] == 'last-generated-id' then newest = info[i + 1]
+  elseif info[i] == 'max-deleted-entry-id' then trimmed = info[i + 1] end
+end
+if ARGV[1] == '' then return {1, newest, trimmed, {}} end
+return {1, newest, trimmed, redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+')}
+"""
+
+_CLIENT_OPTIONS: dict[str, Any] = {"socket_connect_timeout": 2, "socket_timeout": 5}
+
+
+class RedisBroker(Broker):
+    backend = "redis"
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.url = url
+        self._client = redis.Redis.from_url(url, **_CLIENT_OPTIONS)
+        self._publish = self._client.register_script(PUBLISH)
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._listeners: dict[asyncio.AbstractEventLoop, SessionListener] = {}
+
+    def publish(self, session_id: str, body: bytes) -> str:
+        try:
+            event_id = self._publish(
+                keys=[BUFFER_PREFIX + session_id, CHANNEL_PREFIX + session_id],
+                args=[conf.BUFFER_SIZE, conf.BUFFER_TTL, body],
+            )
+        except RedisError as exc:
+            raise BrokerUnavailable(f"Redis publish failed: {exc}") from exc
+        return event_id.decode()  # type: ignore[no-any-return]
+
+    async def apublish(self, session_id: str, body: bytes) -> str:
+        _, publish, _ = self._loop_client()
+        try:
+            event_id = await publish(
+                keys=[BUFFER_PREFIX + session_id, CHANNEL_PREFIX + session_id],
+                args=[conf.BUFFER_SIZE, conf.BUFFER_TTL, body],
+            )
+        except RedisError as exc:
+            raise BrokerUnavailable(f"Redis publish failed: {exc}") from exc
+        return event_id.decode()  # type: ignore[no-any-return]
+
+    def _loop_client(self) -> tuple[Any, Any, Any]:
+        """The asyncio client of the running loop (redis-py binds to one)."""
+        loop = asyncio.get_running_loop()
+        entry = self._clients.get(loop)
+        if entry is None:
+            client = aioredis.Redis.from_url(self.url, **_CLIENT_OPTIONS)
+            entry = (client, client.register_script(PUBLISH), client.register_script(READ))
+            self._clients[loop] = entry
+        return entry  # type: ignore[no-any-return]
+
+    async def read(self, session_id: str, after: EventKey | None) -> BufferRead:
+        _, _, read = self._loop_client()
+        start = "" if after is None else f"{after[0]}-{after[1]}"
+        try:
+            reply = await read(keys=[BUFFER_PREFIX + session_id], args=[start])
+        except RedisError as exc:
+            raise BrokerUnavailable(f"Redis read failed: {exc}") from exc
+        if not reply[0]:
+            return BufferRead(exists=False)
+        trimmed = parse_id(reply[2].decode())
+        return BufferRead(
+            exists=True,
+            newest=parse_id(reply[1].decode()),
+            trimmed=None if trimmed == (0, 0) else trimmed,
+            events=[render(event_id, fields[1]) for event_id, fields in reply[3]],
+        )
+
+    # -- subscriptions -----------------------------------------------------------
+
+    def listener(self, loop: asyncio.AbstractEventLoop | None = None) -> SessionListener:
+        """This loop's listener, started on first use."""
+        loop = loop or asyncio.get_running_loop()
+        listener = self._listeners.get(loop)
+        if listener is None:
+            with self._lock:
+                listener = self._listeners.get(loop)
+                if listener is None:
+                    listener = SessionListener(self, loop, self._local(loop))
+                    self._listeners[loop] = listener
+                    listener.start()
+        return listener
+
+    async def _subscribed(self, conn: Connection, first: bool) -> None:
+        await self.listener(conn.loop).ensure(conn.session_id)
+
+    def _unsubscribe(self, conn: Connection) -> None:
+        listener = self._listeners.get(conn.loop)
+        if listener is not None:
+            listener.release(conn.session_id)
+
+    # -- figures -------------------------------------------------------------------
+
+    def buffer_info(self, session_id: str) -> BufferInfo:
+        key = BUFFER_PREFIX + session_id
+        try:
+            with self._client.pipeline(transaction=True) as pipe:
+                length, newest = pipe.xlen(key).xrevrange(key, count=1).execute()
+        except RedisError as exc:
+            raise BrokerUnavailable(f"Redis read failed: {exc}") from exc
+        return BufferInfo(length, newest[0][0].decode() if newest else None)
+
+    def is_connected(self) -> bool:
+        try:
+            return bool(self._client.ping())
+        except RedisError:
+            return False
+
+    @property
+    def listener_running(self) -> bool:
+        return any(listener.connected for listener in tuple(self._listeners.values()))

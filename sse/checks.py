@@ -1,0 +1,88 @@
+"""System checks for the ``SSE`` settings dict (ids ``sse.E001``...)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core import checks
+from django.utils.module_loading import import_string
+
+from .conf import DEFAULTS
+
+POSITIVE_INTEGERS = (
+    "BUFFER_SIZE",
+    "BUFFER_TTL",
+    "RETRY_MS",
+    "QUEUE_SIZE",
+    "MAX_CONNECTIONS_PER_SESSION",
+    "MAX_CONNECTIONS",
+    "MAX_EVENT_BYTES",
+)
+
+
+def register() -> None:
+    checks.register(check_settings, checks.Tags.compatibility)
+
+
+def check_settings(**kwargs: Any) -> list[checks.CheckMessage]:
+    user = getattr(settings, "SSE", {})
+    if not isinstance(user, dict):
+        return [
+            checks.Error(
+                "SSE must be a dict.", hint="Set SSE = {...} in settings.", id="sse.E001"
+            )
+        ]
+    errors: list[checks.CheckMessage] = []
+    for name in sorted(set(user) - set(DEFAULTS)):
+        errors.append(
+            checks.Warning(
+                f"SSE[{name!r}] is not a setting of the sse app.",
+                hint=f"Known settings: {', '.join(sorted(DEFAULTS))}.",
+                id="sse.W001",
+            )
+        )
+    for name in POSITIVE_INTEGERS:
+        value = user.get(name, DEFAULTS[name])
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            errors.append(
+                checks.Error(
+                    f"SSE[{name!r}] must be a positive integer, not {value!r}.",
+                    hint=f"The default is {DEFAULTS[name]}.",
+                    id="sse.E002",
+                )
+            )
+    interval = user.get("HEARTBEAT_INTERVAL", DEFAULTS["HEARTBEAT_INTERVAL"])
+    if isinstance(interval, bool) or not isinstance(interval, int | float) or interval <= 0:
+        errors.append(
+            checks.Error(
+                f"SSE['HEARTBEAT_INTERVAL'] must be a positive number of seconds, not {interval!r}.",
+                hint="The default is 30.",
+                id="sse.E003",
+            )
+        )
+    url = user.get("REDIS_URL")
+    if url and (not isinstance(url, str) or urlsplit(url).scheme not in ("redis", "rediss", "unix")):
+        errors.append(
+            checks.Error(
+                f"SSE['REDIS_URL'] is not a Redis URL: {url!r}.",
+                hint="Use redis://host:port/db, rediss://... or unix:///path; unset for the "
+                "in-process broker.",
+                id="sse.E004",
+            )
+        )
+    access = user.get("SESSION_ACCESS", DEFAULTS["SESSION_ACCESS"])
+    try:
+        loaded = import_string(access) if isinstance(access, str) else None
+    except ImportError:
+        loaded = None
+    if not callable(loaded):
+        errors.append(
+            checks.Error(
+                f"SSE['SESSION_ACCESS'] is not the dotted path of a callable: {access!r}.",
+                hint="Point it at a function (user, session_id) -> bool.",
+                id="sse.E005",
+            )
+        )
+    return errors

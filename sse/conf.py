@@ -1,0 +1,75 @@
+"""The ``SSE = {...}`` settings dict, read on every access so that
+``override_settings`` works."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+DEFAULTS: dict[str, Any] = {
+    # Unset: the in-process broker (one process). Set: Redis shared by workers.
+    "REDIS_URL": None,
+    "BUFFER_SIZE": 100,
+    "BUFFER_TTL": 600,
+    "HEARTBEAT_INTERVAL": 30,
+    "RETRY_MS": 3000,
+    "QUEUE_SIZE": 100,
+    "MAX_CONNECTIONS_PER_SESSION": 10,
+    "MAX_CONNECTIONS": 10000,
+    "MAX_EVENT_BYTES": 64 * 1024,
+    "SESSION_ACCESS": "sse.sessions.owner_or_staff",
+}
+
+
+class Settings:
+    @property
+    def _user(self) -> dict[str, Any]:
+        value = getattr(settings, "SSE", {})
+        return value if isinstance(value, dict) else {}
+
+    def _get(self, name: str) -> Any:
+        return self._user.get(name, DEFAULTS[name])
+
+    @property
+    def REDIS_URL(self) -> str | None:
+        return self._get("REDIS_URL") or None
+
+    @property
+    def BUFFER_SIZE(self) -> int:
+        return int(self._get("BUFFER_SIZE"))
+
+    @property
+    def BUFFER_TTL(self) -> int:
+        return int(self._get("BUFFER_TTL"))
+
+    @property
+    def HEARTBEAT_INTERVAL(self) -> float:
+        return float(self._get("HEARTBEAT_INTERVAL"))
+
+    @property
+    def RETRY_MS(self) -> int:
+        return int(self._get("RETRY_MS"))
+
+    @property
+    def QUEUE_SIZE(self) -> int:
+        return int(self._get("QUEUE_SIZE"))
+
+    @property
+    def MAX_CONNECTIONS_PER_SESSION(self) -> int:
+        return int(self._get("MAX_CONNECTIONS_PER_SESSION"))
+
+    @property
+    def MAX_CONNECTIONS(self) -> int:
+        return int(self._get("MAX_CONNECTIONS"))
+
+    @property
+    def MAX_EVENT_BYTES(self) -> int:
+        return int(self._get("MAX_EVENT_BYTES"))
+
+    @property
+    def SESSION_ACCESS(self) -> str:
+        return str(self._get("SESSION_ACCESS"))
+
+
+conf = Settings()

@@ -1,0 +1,133 @@
+"""One open stream (``Connection``) and the streams of one event loop
+(``LocalSessions``), which the brokers fan events out to."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+
+from .events import Event, EventKey
+
+logger = logging.getLogger(__name__)
+
+ZERO: EventKey = (0, 0)
+
+
+class Connection:
+    """The bounded queue between the broker and one HTTP stream.
+
+    The bound keeps memory flat whatever a client does: a client that cannot
+    keep up is disconnected (``ended == "overflow"``) instead of making the
+    server hold events for it; it reconnects with ``Last-Event-ID`` and
+    replays from the session buffer, so nothing is lost silently.
+    """
+
+    __slots__ = ("session_id", "maxsize", "loop", "position", "ended", "_items", "_waiter",
+                 "task")
+
+    def __init__(self, session_id: str, maxsize: int, loop: asyncio.AbstractEventLoop) -> None:
+        self.session_id = session_id
+        self.maxsize = maxsize
+        self.loop = loop
+        # Highest event key queued or written: older or equal keys are duplicates.
+        self.position: EventKey = ZERO
+        self.ended: str | None = None
+        self._items: deque[Event] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self.task: asyncio.Task[object] | None = None
+
+    def offer(self, event: Event) -> None:
+        """Queue ``event`` unless it is a duplicate; runs on ``self.loop``."""
+        if self.ended is not None or event.key <= self.position:
+            return
+        if len(self._items) >= self.maxsize:
+            logger.warning("SSE client of session %s too slow: disconnected", self.session_id)
+            self.end("overflow")
+            return
+        self.position = event.key
+        self._items.append(event)
+        self._wake()
+
+    def advance(self, key: EventKey) -> None:
+        if key > self.position:
+            self.position = key
+
+    def end(self, reason: str) -> None:
+        """Stop the stream: it writes nothing more and its response ends."""
+        if self.ended is not None:
+            return
+        self.ended = reason
+        self._items.clear()
+        if self._waiter is not None:
+            self._wake()
+        elif self.task is not None and reason == "overflow":
+            # The stream is stuck writing to a client that does not read:
+            # only cancelling the write frees it.
+            self.task.cancel()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def get(self, timeout: float) -> list[Event] | None:
+        """Every queued event, waiting up to ``timeout`` seconds for the
+        first; None on timeout or when the connection has ended."""
+        if not self._items and self.ended is None:
+            waiter = self.loop.create_future()
+            self._waiter = waiter
+            handle = self.loop.call_later(max(timeout, 0.0), self._wake)
+            try:
+                await waiter
+            finally:
+                handle.cancel()
+                if self._waiter is waiter:
+                    self._waiter = None
+        if not self._items or self.ended is not None:
+            return None
+        items = list(self._items)
+        self._items.clear()
+        return items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class LocalSessions:
+    """The connections of one event loop, grouped by session."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[str, set[Connection]] = {}
+
+    def add(self, conn: Connection) -> bool:
+        """Register ``conn``; True if it is the session's first here."""
+        conns = self.sessions.get(conn.session_id)
+        if conns is None:
+            self.sessions[conn.session_id] = {conn}
+            return True
+        conns.add(conn)
+        return False
+
+    def remove(self, conn: Connection) -> bool:
+        """Unregister ``conn``; True if it was the session's last here."""
+        conns = self.sessions.get(conn.session_id)
+        if conns is None or conn not in conns:
+            return False
+        conns.discard(conn)
+        if conns:
+            return False
+        del self.sessions[conn.session_id]
+        return True
+
+    def deliver(self, session_id: str, events: list[Event]) -> None:
+        for conn in tuple(self.sessions.get(session_id, ())):
+            for event in events:
+                conn.offer(event)
+
+    def end_all(self, reason: str) -> None:
+        for conns in tuple(self.sessions.values()):
+            for conn in tuple(conns):
+                conn.end(reason)

@@ -1,0 +1,53 @@
+"""One error shape everywhere, streams included:
+``{"success": false, "error": {"code": "...", "message": "..."}}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import JsonResponse
+from rest_framework import exceptions
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message, **extra}
+    return {"success": False, "error": error}
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any
+) -> JsonResponse:
+    return JsonResponse(error_body(code, message, **extra), status=status, headers=headers)
+
+
+def _describe(detail: Any) -> tuple[str, str]:
+    """The first (code, message) in a DRF error detail."""
+    if isinstance(detail, dict):
+        if "detail" in detail:  # simplejwt: {"detail", "code", "messages"}
+            return str(detail.get("code", "error")), str(detail["detail"])
+        field, value = next(iter(detail.items()))
+        code, message = _describe(value)
+        return code, message if field == "non_field_errors" else f"{field}: {message}"
+    if isinstance(detail, list) and detail:
+        return _describe(detail[0])
+    return str(getattr(detail, "code", "error")), str(detail)
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF ``EXCEPTION_HANDLER`` rendering every API error in our shape."""
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    extra: dict[str, Any] = {}
+    if isinstance(exc, exceptions.APIException):
+        code, message = _describe(exc.detail)
+        if isinstance(exc, exceptions.ValidationError) and isinstance(exc.detail, dict):
+            extra["fields"] = exc.detail
+    elif response.status_code == 404:
+        code, message = "not_found", "Not found."
+    else:
+        code, message = "permission_denied", "You do not have permission to do this."
+    response.data = error_body(code, message, **extra)
+    return response

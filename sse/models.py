@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class StreamSession(models.Model):
+    """A conversation whose events one user may read (staff may read all)."""
+
+    session_id = models.CharField(max_length=128, unique=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="stream_sessions"
+    )
+    title = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.session_id

@@ -1,0 +1,55 @@
+"""Publishing from agent code: ``from sse import notifier``.
+
+Works from async views (``await notifier.asend``), sync views, Celery tasks
+and management commands (``notifier.send``).  Each call validates the event,
+stores it in the session's buffer and delivers it to every open stream of
+the session, in whichever process; it returns the event id.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .brokers import get_broker
+from .events import prepare
+
+
+def send(session_id: str, type: str, data: dict[str, Any] | None = None) -> str:
+    return get_broker().publish(session_id, prepare(session_id, type, data))
+
+
+async def asend(session_id: str, type: str, data: dict[str, Any] | None = None) -> str:
+    return await get_broker().apublish(session_id, prepare(session_id, type, data))
+
+
+def _tool_status(tool_name: str, status: str, details: dict[str, Any]) -> dict[str, Any]:
+    return {"tool_name": tool_name, "status": status, **details}
+
+
+def _tool_result(
+    tool_name: str, result: Any, success: bool, details: dict[str, Any]
+) -> dict[str, Any]:
+    return {"tool_name": tool_name, "success": success, "result": result, **details}
+
+
+def tool_status(session_id: str, tool_name: str, status: str, **details: Any) -> str:
+    """``tool_status`` with ``data = {"tool_name", "status", **details}``,
+    e.g. ``status="running", progress=0.4, message="Reading files"``."""
+    return send(session_id, "tool_status", _tool_status(tool_name, status, details))
+
+
+async def atool_status(session_id: str, tool_name: str, status: str, **details: Any) -> str:
+    return await asend(session_id, "tool_status", _tool_status(tool_name, status, details))
+
+
+def tool_result(
+    session_id: str, tool_name: str, result: Any = None, *, success: bool = True, **details: Any
+) -> str:
+    """``tool_result`` with ``data = {"tool_name", "success", "result", **details}``."""
+    return send(session_id, "tool_result", _tool_result(tool_name, result, success, details))
+
+
+async def atool_result(
+    session_id: str, tool_name: str, result: Any = None, *, success: bool = True, **details: Any
+) -> str:
+    return await asend(session_id, "tool_result", _tool_result(tool_name, result, success, details))

@@ -1,0 +1,46 @@
+"""Creating sessions and deciding who may read them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from django.utils.module_loading import import_string
+
+from .conf import conf
+from .events import check_session_id
+from .models import StreamSession
+
+SessionAccess = Callable[[Any, str], bool]
+
+
+class SessionTaken(Exception):
+    """The session id already belongs to another user."""
+
+
+def create_session(owner: Any, session_id: str | None = None, title: str = "") -> StreamSession:
+    """Create (or return, when ``owner`` already has it) a session.
+
+    Agent code calls this too, e.g. before starting a run for a user.
+    """
+    session_id = check_session_id(session_id) if session_id is not None else uuid.uuid4().hex
+    session, created = StreamSession.objects.get_or_create(
+        session_id=session_id, defaults={"owner": owner, "title": title}
+    )
+    if not created and session.owner_id != owner.pk:
+        raise SessionTaken(session_id)
+    return session
+
+
+def owner_or_staff(user: Any, session_id: str) -> bool:
+    """The default ``SESSION_ACCESS``: the owner, or any staff user."""
+    sessions = StreamSession.objects.filter(session_id=session_id)
+    if not user.is_staff:
+        sessions = sessions.filter(owner=user)
+    return sessions.exists()
+
+
+def can_read(user: Any, session_id: str) -> bool:
+    access: SessionAccess = import_string(conf.SESSION_ACCESS)
+    return bool(access(user, session_id))
