@@ -24,10 +24,19 @@ class Connection:
     """
 
     __slots__ = ("session_id", "maxsize", "loop", "position", "ended", "_items", "_waiter",
-                 "task")
+                 "task", "counted", "__weakref__")
 
-    def __init__(self, session_id: str, maxsize: int, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        session_id: str,
+        maxsize: int,
+        loop: asyncio.AbstractEventLoop,
+        counted: bool = True,
+    ) -> None:
         self.session_id = session_id
+        # False for server-side listeners (an agent awaiting a decision): they
+        # are not browser streams and count against no connection limit.
+        self.counted = counted
         self.maxsize = maxsize
         self.loop = loop
         # Highest event key queued or written: older or equal keys are duplicates.

@@ -57,14 +57,14 @@ class Broker(ABC):
     async def attach(self, conn: Connection) -> None:
         """Register a stream; once this returns, every event published is
         delivered to it.  Raises TooManyConnections or BrokerUnavailable."""
-        if self._total >= conf.MAX_CONNECTIONS:
-            raise TooManyConnections("process")
-        if self._counts.get(conn.session_id, 0) >= conf.MAX_CONNECTIONS_PER_SESSION:
-            raise TooManyConnections("session")
-        local = self._local(conn.loop)
-        first = local.add(conn)
-        self._counts[conn.session_id] = self._counts.get(conn.session_id, 0) + 1
-        self._total += 1
+        if conn.counted:
+            if self._total >= conf.MAX_CONNECTIONS:
+                raise TooManyConnections("process")
+            if self._counts.get(conn.session_id, 0) >= conf.MAX_CONNECTIONS_PER_SESSION:
+                raise TooManyConnections("session")
+            self._counts[conn.session_id] = self._counts.get(conn.session_id, 0) + 1
+            self._total += 1
+        first = self._local(conn.loop).add(conn)
         try:
             await self._subscribed(conn, first)
         except BaseException:
@@ -76,12 +76,13 @@ class Broker(ABC):
         if local is None or conn not in local.sessions.get(conn.session_id, ()):
             return
         last = local.remove(conn)
-        remaining = self._counts.get(conn.session_id, 1) - 1
-        if remaining:
-            self._counts[conn.session_id] = remaining
-        else:
-            self._counts.pop(conn.session_id, None)
-        self._total -= 1
+        if conn.counted:
+            remaining = self._counts.get(conn.session_id, 1) - 1
+            if remaining:
+                self._counts[conn.session_id] = remaining
+            else:
+                self._counts.pop(conn.session_id, None)
+            self._total -= 1
         if last:
             self._unsubscribe(conn)
 
