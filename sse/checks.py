@@ -30,9 +30,7 @@ def check_settings(**kwargs: Any) -> list[checks.CheckMessage]:
     user = getattr(settings, "SSE", {})
     if not isinstance(user, dict):
         return [
-            checks.Error(
-                "SSE must be a dict.", hint="Set SSE = {...} in settings.", id="sse.E001"
-            )
+            checks.Error("SSE must be a dict.", hint="Set SSE = {...} in settings.", id="sse.E001")
         ]
     errors: list[checks.CheckMessage] = []
     for name in sorted(set(user) - set(DEFAULTS)):
@@ -57,13 +55,16 @@ def check_settings(**kwargs: Any) -> list[checks.CheckMessage]:
     if isinstance(interval, bool) or not isinstance(interval, int | float) or interval <= 0:
         errors.append(
             checks.Error(
-                f"SSE['HEARTBEAT_INTERVAL'] must be a positive number of seconds, not {interval!r}.",
+                "SSE['HEARTBEAT_INTERVAL'] must be a positive number of seconds, "
+                f"not {interval!r}.",
                 hint="The default is 30.",
                 id="sse.E003",
             )
         )
     url = user.get("REDIS_URL")
-    if url and (not isinstance(url, str) or urlsplit(url).scheme not in ("redis", "rediss", "unix")):
+    if url and (
+        not isinstance(url, str) or urlsplit(url).scheme not in ("redis", "rediss", "unix")
+    ):
         errors.append(
             checks.Error(
                 f"SSE['REDIS_URL'] is not a Redis URL: {url!r}.",

@@ -23,8 +23,18 @@ class Connection:
     replays from the session buffer, so nothing is lost silently.
     """
 
-    __slots__ = ("session_id", "maxsize", "loop", "position", "ended", "_items", "_waiter",
-                 "task", "counted", "__weakref__")
+    __slots__ = (
+        "__weakref__",
+        "_items",
+        "_waiter",
+        "counted",
+        "ended",
+        "loop",
+        "maxsize",
+        "position",
+        "session_id",
+        "task",
+    )
 
     def __init__(
         self,

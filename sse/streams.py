@@ -43,8 +43,10 @@ async def events(request: HttpRequest, session_id: str) -> HttpResponseBase:
     try:
         _, expires_at = await sync_to_async(authorize_stream)(request, session_id)
     except exceptions.APIException as exc:
-        code = "not_authenticated" if isinstance(exc, exceptions.NotAuthenticated) else (
-            "token_invalid"
+        code = (
+            "not_authenticated"
+            if isinstance(exc, exceptions.NotAuthenticated)
+            else ("token_invalid")
         )
         return error_response(
             401, code, _detail(exc), headers={"WWW-Authenticate": 'Bearer realm="api"'}
@@ -60,16 +62,22 @@ async def events(request: HttpRequest, session_id: str) -> HttpResponseBase:
     except TooManyConnections as exc:
         if exc.scope == "session":
             return error_response(
-                429, "too_many_connections", "Too many open streams for this session.",
+                429,
+                "too_many_connections",
+                "Too many open streams for this session.",
                 headers={"Retry-After": retry_after},
             )
         return error_response(
-            503, "server_busy", "This server holds too many streams.",
+            503,
+            "server_busy",
+            "This server holds too many streams.",
             headers={"Retry-After": retry_after},
         )
     except BrokerUnavailable:
         return error_response(
-            503, "broker_unavailable", "The event broker is unavailable.",
+            503,
+            "broker_unavailable",
+            "The event broker is unavailable.",
             headers={"Retry-After": retry_after},
         )
     shutdown.install()
@@ -173,7 +181,10 @@ async def _catch_up(
                 continue  # delivered by the replay above or by the live stream
             parts.append(
                 render_unnumbered(
-                    message.type, session_id, message.data, message.timestamp_ms,
+                    message.type,
+                    session_id,
+                    message.data,
+                    message.timestamp_ms,
                     event_id=message.event_id,
                 )
             )

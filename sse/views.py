@@ -55,7 +55,7 @@ def readable_session(request: Request, session_id: str) -> str:
 
 class SessionsView(APIView):
     def get(self, request: Request) -> Response:
-        sessions = StreamSession.objects.filter(owner=request.user)[:100]
+        sessions = StreamSession.objects.filter(owner_id=request.user.pk)[:100]
         return Response({"success": True, "data": SessionSerializer(sessions, many=True).data})
 
     def post(self, request: Request) -> Response:
@@ -91,8 +91,9 @@ class HealthView(APIView):
         data: dict[str, Any] = {
             "session_id": session_id,
             # Degraded: events cannot reach the streams open here right now.
-            "status": "ok" if connected and (broker.listener_running or not
-                                               broker.connection_count()) else "degraded",
+            "status": "ok"
+            if connected and (broker.listener_running or not broker.connection_count())
+            else "degraded",
             "connections": broker.connection_count(session_id),
             "process_connections": broker.connection_count(),
             "broker": {"backend": broker.backend, "connected": connected},

@@ -93,10 +93,11 @@ class Broker(ABC):
                 local = self._locals.setdefault(loop, LocalSessions())
         return local
 
-    async def _subscribed(self, conn: Connection, first: bool) -> None:
-        """Make sure events of ``conn.session_id`` reach this process."""
+    async def _subscribed(self, conn: Connection, first: bool) -> None:  # noqa: B027
+        """Make sure events of ``conn.session_id`` reach this process (the
+        memory broker has nothing to do)."""
 
-    def _unsubscribe(self, conn: Connection) -> None:
+    def _unsubscribe(self, conn: Connection) -> None:  # noqa: B027
         """The last local stream of ``conn.session_id`` has gone."""
 
     @abstractmethod

@@ -13,6 +13,7 @@ three commands, and the hot path stays one parse and one render per event.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import ssl
@@ -47,8 +48,9 @@ def _command(*args: bytes | str) -> bytes:
 
 
 class SessionListener:
-    def __init__(self, broker: RedisBroker, loop: asyncio.AbstractEventLoop,
-                 local: LocalSessions) -> None:
+    def __init__(
+        self, broker: RedisBroker, loop: asyncio.AbstractEventLoop, local: LocalSessions
+    ) -> None:
         self.broker = broker
         self.loop = loop
         self.local = local
@@ -70,10 +72,8 @@ class SessionListener:
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
 
     # -- subscriptions, called on the loop ---------------------------------------
@@ -160,7 +160,7 @@ class SessionListener:
             self._writer = None
 
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        params: dict[str, Any] = parse_url(self.broker.url)
+        params: dict[str, Any] = parse_url(self.broker.url)  # type: ignore[no-untyped-call]
         connection_class = getattr(params.get("connection_class"), "__name__", "")
         if "path" in params:
             reader, writer = await asyncio.open_unix_connection(params["path"])

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from ..conf import conf
 from ..events import Event, EventKey, format_id, now_ms, render
-from .base import BufferInfo, BufferRead, Broker
+from .base import Broker, BufferInfo, BufferRead
 
 
 @dataclass(slots=True)

@@ -14,13 +14,16 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import RedisError
+from redis.retry import Retry
 
 from ..conf import conf
 from ..connection import Connection
 from ..events import EventKey, parse_id, render
 from ..exceptions import BrokerUnavailable
-from .base import BufferInfo, BufferRead, Broker
+from .base import Broker, BufferInfo, BufferRead
 from .listener import SessionListener
 
 BUFFER_PREFIX = "sse_buffer:"
@@ -49,7 +52,10 @@ if ARGV[1] == '' then return {1, newest, trimmed, {}} end
 return {1, newest, trimmed, redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+')}
 """
 
+# Ride out a blip, but answer "unavailable" within about a second: a
+# publisher or a health check must not hang while Redis restarts.
 _CLIENT_OPTIONS: dict[str, Any] = {"socket_connect_timeout": 2, "socket_timeout": 5}
+_BACKOFF = ExponentialWithJitterBackoff(base=0.05, cap=0.5)
 
 
 class RedisBroker(Broker):
@@ -58,7 +64,9 @@ class RedisBroker(Broker):
     def __init__(self, url: str) -> None:
         super().__init__()
         self.url = url
-        self._client = redis.Redis.from_url(url, **_CLIENT_OPTIONS)
+        self._client = redis.Redis.from_url(
+            url, retry=Retry(_BACKOFF, retries=3), **_CLIENT_OPTIONS
+        )
         self._publish = self._client.register_script(PUBLISH)
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
             weakref.WeakKeyDictionary()
@@ -91,10 +99,12 @@ class RedisBroker(Broker):
         loop = asyncio.get_running_loop()
         entry = self._clients.get(loop)
         if entry is None:
-            client = aioredis.Redis.from_url(self.url, **_CLIENT_OPTIONS)
+            client = aioredis.Redis.from_url(
+                self.url, retry=AsyncRetry(_BACKOFF, retries=3), **_CLIENT_OPTIONS
+            )
             entry = (client, client.register_script(PUBLISH), client.register_script(READ))
             self._clients[loop] = entry
-        return entry  # type: ignore[no-any-return]
+        return entry
 
     async def read(self, session_id: str, after: EventKey | None) -> BufferRead:
         _, _, read = self._loop_client()
@@ -142,7 +152,9 @@ class RedisBroker(Broker):
         key = BUFFER_PREFIX + session_id
         try:
             with self._client.pipeline(transaction=True) as pipe:
-                length, newest = pipe.xlen(key).xrevrange(key, count=1).execute()
+                pipe.xlen(key)
+                pipe.xrevrange(key, count=1)
+                length, newest = pipe.execute()
         except RedisError as exc:
             raise BrokerUnavailable(f"Redis read failed: {exc}") from exc
         return BufferInfo(length, newest[0][0].decode() if newest else None)

@@ -1,0 +1,110 @@
+# Works from a fresh clone on a machine with only python3: everything else is
+# installed here (system packages only when running as root with apt-get).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := test
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.requirements-installed
+RUN := .run
+POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
+# The main run is the same wherever it starts: in-memory broker, SQLite.
+PYTEST := env -u REDIS_URL -u DATABASE_URL -u SSE_OVERRIDES $(PY) -m pytest
+
+# `$(call apt_install,packages)`: installs when root with apt-get, else says how.
+define apt_install
+if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	echo "Installing $(1) with apt-get"; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	apt-get update -qq && apt-get install -y -qq $(1) >/dev/null \
+		|| echo "!! apt-get install $(1) failed"; \
+else \
+	echo "!! $(1): not installed; run as root: apt-get install $(1)"; \
+fi
+endef
+
+.PHONY: test test-postgres demo lint bench clean system-deps $(VENV)
+
+$(VENV): $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+system-deps:
+	@command -v redis-server >/dev/null || { \
+		$(call apt_install,redis-server); \
+		command -v redis-server >/dev/null \
+			|| echo "!! The Redis tests will fail: they need redis-server on PATH."; }
+	@{ command -v chromium >/dev/null && command -v chromedriver >/dev/null; } || { \
+		$(call apt_install,chromium chromium-driver); \
+		command -v chromium >/dev/null \
+			|| echo "!! The browser tests will be skipped (and fail under CI=true)."; }
+
+test: $(VENV) system-deps
+	@mkdir -p $(RUN)
+	$(PYTEST) 2>&1 | tee $(RUN)/pytest-main.log
+	@$(MAKE) --no-print-directory test-postgres
+	@echo "Main run: $$(tail -n 1 $(RUN)/pytest-main.log)"
+
+# The concurrency tests again on PostgreSQL, when a server answers or can be set up.
+test-postgres: $(VENV)
+	@if ! $(PY) -m tests.postgres_probe $(POSTGRES_URL) >/dev/null 2>&1 \
+		&& [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		command -v pg_ctlcluster >/dev/null || { \
+			$(call apt_install,postgresql); \
+			for hba in /etc/postgresql/*/main/pg_hba.conf; do \
+				[ -f "$$hba" ] || continue; \
+				sed -i '1i host all postgres 127.0.0.1/32 trust' "$$hba"; \
+			done; }; \
+		version=$$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1 || true); \
+		if [ -n "$$version" ]; then \
+			pg_ctlcluster --skip-systemctl-redirect "$$version" main start || true; \
+			for _ in $$(seq 20); do \
+				$(PY) -m tests.postgres_probe $(POSTGRES_URL) >/dev/null 2>&1 && break; \
+				sleep 0.5; \
+			done; \
+		fi; \
+	fi
+	@if $(PY) -m tests.postgres_probe $(POSTGRES_URL); then \
+		echo "Running the postgres tests on $(POSTGRES_URL)"; \
+		status=0; \
+		env -u REDIS_URL -u SSE_OVERRIDES DATABASE_URL=$(POSTGRES_URL) \
+			$(PY) -m pytest -m postgres || status=$$?; \
+		[ $$status = 0 ] || [ $$status = 5 ]; \
+	else \
+		echo "!! PostgreSQL run skipped: no server answers for $(POSTGRES_URL)"; \
+	fi
+
+demo: $(VENV)
+	env -u REDIS_URL $(PY) manage.py migrate
+	@if env -u REDIS_URL $(PY) manage.py help ensure_demo_user >/dev/null 2>&1; then \
+		env -u REDIS_URL $(PY) manage.py ensure_demo_user; \
+	else \
+		env -u REDIS_URL $(PY) manage.py shell -c "$$DEMO_USER_SNIPPET"; \
+	fi
+	@echo "Demo user: demo / demo-password"
+	env -u REDIS_URL $(PY) manage.py runserver 127.0.0.1:8000
+
+define DEMO_USER_SNIPPET
+from django.contrib.auth import get_user_model
+user, _ = get_user_model().objects.get_or_create(username="demo")
+user.set_password("demo-password")
+user.save()
+endef
+export DEMO_USER_SNIPPET
+
+lint: $(VENV)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy sse permissions
+
+bench: $(VENV)
+	@if [ -f bench/run.py ]; then $(PY) bench/run.py; else echo "bench/run.py does not exist yet"; fi
+
+clean:
+	rm -rf $(VENV) $(RUN) .pytest_cache .mypy_cache .ruff_cache

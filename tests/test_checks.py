@@ -1,0 +1,49 @@
+"""Each system check id fires on the bad value it names, and only then."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import override_settings
+
+from sse.checks import check_settings
+
+
+def ids(sse: Any) -> list[str]:
+    with override_settings(SSE=sse):
+        return [message.id for message in check_settings()]
+
+
+def test_defaults_pass() -> None:
+    assert ids({}) == []
+
+
+def test_e001_not_a_dict() -> None:
+    assert ids(["REDIS_URL"]) == ["sse.E001"]
+
+
+def test_w001_unknown_key() -> None:
+    assert ids({"BUFER_SIZE": 10}) == ["sse.W001"]
+
+
+@pytest.mark.parametrize("value", [0, -1, "100", 1.5, True, None])
+def test_e002_positive_integers(value: object) -> None:
+    assert ids({"QUEUE_SIZE": value}) == ["sse.E002"]
+
+
+@pytest.mark.parametrize("value", [0, -0.5, "30", None])
+def test_e003_heartbeat_interval(value: object) -> None:
+    assert ids({"HEARTBEAT_INTERVAL": value}) == ["sse.E003"]
+    assert ids({"HEARTBEAT_INTERVAL": 0.5}) == []
+
+
+@pytest.mark.parametrize("value", ["localhost:6379", "http://x", 6379])
+def test_e004_redis_url(value: object) -> None:
+    assert ids({"REDIS_URL": value}) == ["sse.E004"]
+    assert ids({"REDIS_URL": "rediss://h:1/0"}) == []
+
+
+@pytest.mark.parametrize("value", ["sse.nope.nothing", "sse.conf.DEFAULTS", 5])
+def test_e005_session_access(value: object) -> None:
+    assert ids({"SESSION_ACCESS": value}) == ["sse.E005"]
