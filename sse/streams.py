@@ -106,14 +106,17 @@ async def _stream(
     interval = conf.HEARTBEAT_INTERVAL
     expires = loop.time() + (expires_at - time.time())
     try:
-        yield render_retry(conf.RETRY_MS) + render_unnumbered(
-            "connected",
-            session_id,
-            {"heartbeat_interval": interval, "last_event_id": after and format_id(after)},
-        )
+        # Read before saying "connected": from then on, nothing is missed.
         chunk, sent = await _catch_up(broker, conn, after)
-        if chunk:
-            yield chunk
+        yield (
+            render_retry(conf.RETRY_MS)
+            + render_unnumbered(
+                "connected",
+                session_id,
+                {"heartbeat_interval": interval, "last_event_id": after and format_id(after)},
+            )
+            + chunk
+        )
         next_beat = loop.time() + interval
         while True:
             batch = await conn.get(min(next_beat, expires) - loop.time())

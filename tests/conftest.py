@@ -305,3 +305,94 @@ def chromium_executable() -> str:
     path = _chromium()
     assert path is not None  # pytest_runtest_setup skipped or failed the test otherwise
     return path
+
+
+# --- The project served in this process ---------------------------------------------------
+
+
+class InProcessServer:
+    """uvicorn serving the project on a thread of the test process, so the
+    test publishes through the same in-memory broker the server reads."""
+
+    def __init__(self) -> None:
+        import threading
+
+        import uvicorn
+
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            "agent_backend.asgi:application",
+            host="127.0.0.1",
+            port=self.port,
+            lifespan="off",
+            log_level="warning",
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="uvicorn", daemon=True)
+
+    def start(self) -> None:
+        import time
+
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the in-process uvicorn server did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def inprocess_server(django_db_setup: None) -> Iterator[InProcessServer]:
+    """The project under uvicorn in this process, with the in-memory broker.
+
+    Tests change its ``SSE`` settings with pytest-django's ``settings``
+    fixture: the server reads them on every new stream.
+    """
+    server = InProcessServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+_redis_brokers: dict[str, Any] = {}
+
+
+@pytest.fixture
+def make_stack(request: pytest.FixtureRequest, settings: Any, live_db: None) -> Callable[..., Any]:
+    """``make_stack("memory"|"redis", **sse)``: a server with those ``SSE``
+    settings and a publisher (this process) using the same ones."""
+    from sse.brokers.memory import MemoryBroker
+    from sse.brokers.redis import RedisBroker
+    from tests.streaming import Stack
+
+    def make(kind: str, **sse: Any) -> Stack:
+        settings.SSE = dict(sse)
+        if kind == "memory":
+            from sse.brokers import get_broker
+
+            server = request.getfixturevalue("inprocess_server")
+            broker = get_broker()
+            assert isinstance(broker, MemoryBroker)
+            return Stack(kind, server.base_url, broker, server)
+        factory = request.getfixturevalue("server_factory")
+        redis_server = request.getfixturevalue("redis_server")
+        server = factory("redis", sse=sse)
+        broker = _redis_brokers.get(redis_server.url)
+        if broker is None:
+            broker = _redis_brokers[redis_server.url] = RedisBroker(redis_server.url)
+        return Stack(kind, server.base_url, broker, server)
+
+    return make
+
+
+@pytest.fixture(params=["memory", "redis"])
+def stack(request: pytest.FixtureRequest, make_stack: Callable[..., Any]) -> Any:
+    """The default server and publisher, once per broker."""
+    return make_stack(request.param, HEARTBEAT_INTERVAL=1)

@@ -29,8 +29,12 @@ from .listener import SessionListener
 BUFFER_PREFIX = "sse_buffer:"
 CHANNEL_PREFIX = "sse_events:"
 
-# KEYS: buffer, channel. ARGV: BUFFER_SIZE, BUFFER_TTL, body.
-# The channel carries "<id>\n<body>": each process renders the frame once.
+# KEYS: buffer, channel. ARGV: BUFFER_SIZE + 1, BUFFER_TTL, body.
+# The stream keeps one entry more than the buffer: once trimming started, its
+# oldest entry is not replayed but marks the newest event dropped, which is
+# how a read knows whether a client missed events (Redis does not record
+# what MAXLEN trimmed).  The channel carries "<id>\n<body>": each process
+# renders the frame once.
 PUBLISH = """
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], '*', 'b', ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
@@ -39,21 +43,19 @@ return id
 """
 
 # KEYS: buffer. ARGV: exclusive start id, or '' for none.
-# -> {0} when the buffer does not exist, else {1, newest, trimmed, entries}.
+# -> {0} when the buffer does not exist, else {1, newest, trimmed, entries}
+# where trimmed is the marker entry's id ('0-0' while nothing was dropped).
 READ = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {0} end
 local info = redis.call('XINFO', 'STREAM', KEYS[1])
-local newest, trimmed = '0-0', '0-0'
-for i = 1, #info, 2 do
-  if info[i] == 'last-generated-id' then newest = info[i + 1]
-  elseif info[i] == 'max-deleted-entry-id' then trimmed = info[i + 1] end
-end
-if ARGV[1] == '' then return {1, newest, trimmed, {}} end
-return {1, newest, trimmed, redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+')}
+local fields = {}
+for i = 1, #info, 2 do fields[info[i]] = info[i + 1] end
+local trimmed = '0-0'
+if fields['entries-added'] > fields['length'] then trimmed = fields['first-entry'][1] end
+if ARGV[1] == '' then return {1, fields['last-generated-id'], trimmed, {}} end
+return {1, fields['last-generated-id'], trimmed, redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+')}
 """
 
-# Ride out a blip, but answer "unavailable" within about a second: a
-# publisher or a health check must not hang while Redis restarts.
 _CLIENT_OPTIONS: dict[str, Any] = {"socket_connect_timeout": 2, "socket_timeout": 5}
 _BACKOFF = ExponentialWithJitterBackoff(base=0.05, cap=0.5)
 
@@ -77,7 +79,7 @@ class RedisBroker(Broker):
         try:
             event_id = self._publish(
                 keys=[BUFFER_PREFIX + session_id, CHANNEL_PREFIX + session_id],
-                args=[conf.BUFFER_SIZE, conf.BUFFER_TTL, body],
+                args=[conf.BUFFER_SIZE + 1, conf.BUFFER_TTL, body],
             )
         except RedisError as exc:
             raise BrokerUnavailable(f"Redis publish failed: {exc}") from exc
@@ -88,7 +90,7 @@ class RedisBroker(Broker):
         try:
             event_id = await publish(
                 keys=[BUFFER_PREFIX + session_id, CHANNEL_PREFIX + session_id],
-                args=[conf.BUFFER_SIZE, conf.BUFFER_TTL, body],
+                args=[conf.BUFFER_SIZE + 1, conf.BUFFER_TTL, body],
             )
         except RedisError as exc:
             raise BrokerUnavailable(f"Redis publish failed: {exc}") from exc
@@ -116,12 +118,12 @@ class RedisBroker(Broker):
         if not reply[0]:
             return BufferRead(exists=False)
         trimmed = parse_id(reply[2].decode())
-        return BufferRead(
-            exists=True,
-            newest=parse_id(reply[1].decode()),
-            trimmed=None if trimmed == (0, 0) else trimmed,
-            events=[render(event_id, fields[1]) for event_id, fields in reply[3]],
-        )
+        if trimmed == (0, 0):
+            trimmed = None
+        events = [render(event_id, fields[1]) for event_id, fields in reply[3]]
+        if trimmed is not None:
+            events = [event for event in events if event.key > trimmed]  # not the marker
+        return BufferRead(True, parse_id(reply[1].decode()), trimmed, events)
 
     # -- subscriptions -----------------------------------------------------------
 
@@ -157,6 +159,7 @@ class RedisBroker(Broker):
                 length, newest = pipe.execute()
         except RedisError as exc:
             raise BrokerUnavailable(f"Redis read failed: {exc}") from exc
+        length = min(length, conf.BUFFER_SIZE)  # without the marker entry
         return BufferInfo(length, newest[0][0].decode() if newest else None)
 
     def is_connected(self) -> bool:
