@@ -60,7 +60,8 @@ async def test_events_are_unnamed_json_messages_as_the_seed_reads_them(
         assert before - 5 <= message["timestamp"] <= after + 5  # milliseconds
         assert str(message["timestamp"]) == event_id.split("-")[0]
     keys = [tuple(map(int, i.split("-"))) for i in ids]
-    assert keys == sorted(keys) and len(set(keys)) == 3
+    assert keys == sorted(keys)
+    assert len(set(keys)) == 3
 
 
 async def test_heartbeats_carry_no_id(

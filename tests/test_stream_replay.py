@@ -7,53 +7,54 @@ import threading
 import time
 
 import httpx
+import pytest
 
 from sse.testing import open_stream
 from tests.conftest import MakeSession, MakeUser
 from tests.streaming import MakeStack, Stack, collect_types, messages, until_connected
 
 
+@pytest.mark.parametrize("kind", ["memory", "redis"])
 async def test_replay_then_live_without_gap_or_duplicate_while_publishing(
-    make_stack: MakeStack, make_user: MakeUser, make_session: MakeSession
+    make_stack: MakeStack, make_user: MakeUser, make_session: MakeSession, kind: str
 ) -> None:
-    for kind in ("memory", "redis"):
-        stack = make_stack(kind, BUFFER_SIZE=1000)
-        user, token = make_user()
-        sid = make_session(user).session_id
-        published: list[str] = []
-        done = threading.Event()
+    stack = make_stack(kind, BUFFER_SIZE=1000)
+    user, token = make_user()
+    sid = make_session(user).session_id
+    published: list[str] = []
+    done = threading.Event()
 
-        def publisher(stack: Stack = stack, sid: str = sid) -> None:
-            for n in range(400):
-                published.append(stack.publish(sid, "tool_status", {"n": n}))
-                time.sleep(0.002)
-            done.set()
+    def publisher(stack: Stack = stack, sid: str = sid) -> None:
+        for n in range(400):
+            published.append(stack.publish(sid, "tool_status", {"n": n}))
+            time.sleep(0.002)
+        done.set()
 
-        received: list[str] = []
-        thread = threading.Thread(target=publisher)
-        async with stack.open(sid, token) as stream:
-            await until_connected(stream)
-            thread.start()
-            received += [e.id for e in await collect_types(stream, 20)]  # type: ignore[misc]
-        # Reconnect again and again while the publisher keeps going, with the
-        # header (as EventSource does) and with the query parameter.
-        for attempt in range(6):
-            await asyncio.sleep(0.05)
-            if attempt % 2:
-                stream = await stack.open(sid, token, headers={"Last-Event-ID": received[-1]})
-            else:
-                stream = await stack.open(sid, token, last_event_id=received[-1])
-            async with stream:
-                connected = await until_connected(stream)
-                assert connected["data"]["last_event_id"] == received[-1]
-                received += [e.id for e in await collect_types(stream, 15)]  # type: ignore[misc]
-        thread.join(30)
-        assert done.is_set()
-        async with stack.open(sid, token, last_event_id=received[-1]) as stream:
-            await until_connected(stream)
-            while received[-1] != published[-1]:
-                received += [e.id for e in await collect_types(stream, 1)]  # type: ignore[misc]
-        assert received == published, kind
+    received: list[str] = []
+    thread = threading.Thread(target=publisher)
+    async with stack.open(sid, token) as stream:
+        await until_connected(stream)
+        thread.start()
+        received += [e.id for e in await collect_types(stream, 20)]  # type: ignore[misc]
+    # Reconnect again and again while the publisher keeps going, with the
+    # header (as EventSource does) and with the query parameter.
+    for attempt in range(6):
+        await asyncio.sleep(0.05)
+        if attempt % 2:
+            stream = await stack.open(sid, token, headers={"Last-Event-ID": received[-1]})
+        else:
+            stream = await stack.open(sid, token, last_event_id=received[-1])
+        async with stream:
+            connected = await until_connected(stream)
+            assert connected["data"]["last_event_id"] == received[-1]
+            received += [e.id for e in await collect_types(stream, 15)]  # type: ignore[misc]
+    thread.join(30)
+    assert done.is_set()
+    async with stack.open(sid, token, last_event_id=received[-1]) as stream:
+        await until_connected(stream)
+        while received[-1] != published[-1]:
+            received += [e.id for e in await collect_types(stream, 1)]  # type: ignore[misc]
+    assert received == published, kind
 
 
 async def test_replay_gap_when_the_id_left_the_buffer(
@@ -109,20 +110,20 @@ async def test_an_id_this_buffer_never_issued_replays_everything_after_a_gap(
     assert live[0].id == live_id
 
 
+@pytest.mark.parametrize("kind", ["memory", "redis"])
 async def test_an_expired_buffer_is_reported_as_a_gap(
-    make_stack: MakeStack, make_user: MakeUser, make_session: MakeSession
+    make_stack: MakeStack, make_user: MakeUser, make_session: MakeSession, kind: str
 ) -> None:
-    for kind in ("memory", "redis"):
-        stack = make_stack(kind, BUFFER_TTL=1)
-        user, token = make_user()
-        sid = make_session(user).session_id
-        last = stack.publish(sid, "tool_status", {"n": 1})
-        await asyncio.sleep(2.2)
-        async with stack.open(sid, token, last_event_id=last) as stream:
-            await until_connected(stream)
-            gap = await stream.next_event()
-        assert gap.json()["type"] == "replay_gap", kind
-        assert gap.json()["data"] == {"missed_from": last, "resumed_at": None}
+    stack = make_stack(kind, BUFFER_TTL=1)
+    user, token = make_user()
+    sid = make_session(user).session_id
+    last = stack.publish(sid, "tool_status", {"n": 1})
+    await asyncio.sleep(2.2)
+    async with stack.open(sid, token, last_event_id=last) as stream:
+        await until_connected(stream)
+        gap = await stream.next_event()
+    assert gap.json()["type"] == "replay_gap", kind
+    assert gap.json()["data"] == {"missed_from": last, "resumed_at": None}
 
 
 async def test_health_reports_real_figures(
@@ -146,7 +147,8 @@ async def test_health_reports_real_figures(
         after = (await client.get(url)).json()["data"]
         assert (await client.get(url.replace(sid, "bad*id"))).status_code == 400
         assert (await client.get(url, headers={"Authorization": ""})).status_code == 401
-    assert empty["buffered_events"] == 0 and empty["last_event_id"] is None
+    assert empty["buffered_events"] == 0
+    assert empty["last_event_id"] is None
     assert busy["success"] is True
     data = busy["data"]
     assert data["session_id"] == sid
