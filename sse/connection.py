@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 
 from .events import Event, EventKey
 
@@ -31,6 +32,7 @@ class Connection:
         "ended",
         "loop",
         "maxsize",
+        "on_end",
         "position",
         "session_id",
         "task",
@@ -55,6 +57,9 @@ class Connection:
         self._items: deque[Event] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self.task: asyncio.Task[object] | None = None
+        # Called once when the connection ends, e.g. to leave the broker at
+        # once rather than when the cancelled response is collected.
+        self.on_end: Callable[[Connection], None] | None = None
 
     def offer(self, event: Event) -> None:
         """Queue ``event`` unless it is a duplicate; runs on ``self.loop``."""
@@ -78,6 +83,8 @@ class Connection:
             return
         self.ended = reason
         self._items.clear()
+        if self.on_end is not None:
+            self.on_end(self)
         if self._waiter is not None:
             self._wake()
         elif self.task is not None and reason == "overflow":

@@ -81,6 +81,7 @@ async def events(request: HttpRequest, session_id: str) -> HttpResponseBase:
             headers={"Retry-After": retry_after},
         )
     shutdown.install()
+    conn.on_end = broker.detach
     stream = _stream(broker, conn, after, expires_at)
     # Release the connection even if the response is dropped before it starts.
     weakref.finalize(stream, broker.detach, conn)

@@ -38,7 +38,7 @@ class Broker(ABC):
     backend: str
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._locals: dict[asyncio.AbstractEventLoop, LocalSessions] = {}
         self._counts: dict[str, int] = {}
         self._total = 0
