@@ -19,10 +19,13 @@ class SessionTaken(Exception):
     """The session id already belongs to another user."""
 
 
-def create_session(owner: Any, session_id: str | None = None, title: str = "") -> StreamSession:
-    """Create (or return, when ``owner`` already has it) a session.
+def get_or_create_session(
+    owner: Any, session_id: str | None = None, title: str = ""
+) -> tuple[StreamSession, bool]:
+    """The session ``session_id`` of ``owner``, and whether this call made it.
 
-    Agent code calls this too, e.g. before starting a run for a user.
+    Agent code calls this too, e.g. before starting a run for a user; without
+    ``session_id`` a random one is chosen.
     """
     session_id = check_session_id(session_id) if session_id is not None else uuid.uuid4().hex
     session, created = StreamSession.objects.get_or_create(
@@ -30,7 +33,7 @@ def create_session(owner: Any, session_id: str | None = None, title: str = "") -
     )
     if not created and session.owner_id != owner.pk:
         raise SessionTaken(session_id)
-    return session
+    return session, created
 
 
 def owner_or_staff(user: Any, session_id: str) -> bool:

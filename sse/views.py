@@ -15,7 +15,7 @@ from .brokers import get_broker
 from .events import SESSION_ID_RE, is_valid_session_id
 from .exceptions import BrokerUnavailable
 from .models import StreamSession
-from .sessions import SessionTaken, can_read, create_session
+from .sessions import SessionTaken, can_read, get_or_create_session
 
 
 class InvalidSessionId(exceptions.APIException):
@@ -36,7 +36,9 @@ class SessionTakenError(exceptions.APIException):
 
 
 class SessionSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
-    session_id = serializers.RegexField(SESSION_ID_RE.pattern, max_length=128, required=False)
+    session_id = serializers.RegexField(
+        rf"^{SESSION_ID_RE.pattern}\Z", max_length=128, required=False
+    )
     owner = serializers.CharField(source="owner.get_username", read_only=True)
 
     class Meta:
@@ -62,7 +64,7 @@ class SessionsView(APIView):
         serializer = SessionSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
-            session = create_session(
+            session, created = get_or_create_session(
                 request.user,
                 serializer.validated_data.get("session_id"),
                 serializer.validated_data.get("title", ""),
@@ -71,7 +73,7 @@ class SessionsView(APIView):
             raise SessionTakenError() from exc
         return Response(
             {"success": True, "data": SessionSerializer(session).data},
-            status=status.HTTP_201_CREATED,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
 
 
