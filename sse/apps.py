@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from django.apps import AppConfig
+from django.core.signals import request_started
 
 
 class SseConfig(AppConfig):
@@ -11,19 +13,36 @@ class SseConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks, logging, shutdown
-        from .brokers import get_broker
-        from .conf import conf
+        from . import checks, logging
 
         checks.register()
         logging.install()
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            # No serving loop (migrate, shell, a daphne process that has not
-            # started its reactor yet): the listener starts with the first
-            # stream instead.
-            return
-        shutdown.install()
-        if conf.REDIS_URL:
-            get_broker().listener(loop)  # type: ignore[attr-defined]
+            # ASGI servers import the application before their loop runs:
+            # start on the first request the serving loop handles.  Management
+            # commands (migrate...) serve no request, so start nothing.
+            request_started.connect(_start_on_first_request, dispatch_uid="sse-start")
+        else:
+            start_serving(loop)
+
+
+def start_serving(loop: asyncio.AbstractEventLoop) -> None:
+    """Per serving process: stream shutdown handling, and the Redis listener."""
+    from . import shutdown
+    from .brokers import get_broker
+    from .brokers.redis import RedisBroker
+
+    shutdown.install()
+    broker = get_broker()
+    if isinstance(broker, RedisBroker):
+        broker.listener(loop)
+
+
+async def _start_on_first_request(sender: Any, **kwargs: Any) -> None:
+    from django.core.handlers.asgi import ASGIHandler
+
+    if isinstance(sender, type) and issubclass(sender, ASGIHandler):
+        request_started.disconnect(dispatch_uid="sse-start")
+        start_serving(asyncio.get_running_loop())

@@ -255,3 +255,14 @@ async def test_daphne_serves_streams_too(
         await until_connected(stream)
         event_id = await stack.apublish(sid, "tool_status", {"n": 1})
         assert (await collect_types(stream, 1))[0].id == event_id
+
+
+async def test_the_listener_runs_before_any_stream_opens(
+    server_factory: ServerFactory, make_user: MakeUser, make_session: MakeSession
+) -> None:
+    server = server_factory("redis", name="fresh")
+    user, token = make_user()
+    sid = make_session(user).session_id
+    health = f"{server.base_url}/agent_backend/api/sse/health/{sid}"
+    auth = {"Authorization": f"Bearer {token}"}
+    await _eventually(lambda: httpx.get(health, headers=auth).json()["data"]["listener_running"])

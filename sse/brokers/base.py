@@ -90,6 +90,9 @@ class Broker(ABC):
         local = self._locals.get(loop)
         if local is None:
             with self._lock:
+                # Loops come and go (asyncio.run in agent code): forget closed ones.
+                for closed in [other for other in self._locals if other.is_closed()]:
+                    del self._locals[closed]
                 local = self._locals.setdefault(loop, LocalSessions())
         return local
 

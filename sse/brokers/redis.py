@@ -135,6 +135,8 @@ class RedisBroker(Broker):
             with self._lock:
                 listener = self._listeners.get(loop)
                 if listener is None:
+                    for closed in [other for other in self._listeners if other.is_closed()]:
+                        del self._listeners[closed]
                     listener = SessionListener(self, loop, self._local(loop))
                     self._listeners[loop] = listener
                     listener.start()
