@@ -6,4 +6,5 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("agent_backend/api/", include("sse.urls")),
+    path("agent_backend/api/", include("permissions.urls")),
 ]

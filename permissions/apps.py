@@ -7,3 +7,12 @@ class PermissionsConfig(AppConfig):
     name = "permissions"
     verbose_name = "Permission requests"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from sse import backlog as sse_backlog
+
+        from . import checks
+        from .backlog import pending_requests
+
+        checks.register()
+        sse_backlog.register(pending_requests)

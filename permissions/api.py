@@ -1,0 +1,284 @@
+"""Agent side: ask for a permission and wait for the decision.
+
+``await arequest_permission(...)`` from async code, ``request_permission(...)``
+from sync code (views, Celery tasks, management commands).  The decision may
+be made in any process: the wait listens to the session through the broker
+and reads the row, which is the truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, ParamSpec, TypeVar
+
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections
+from django.utils import timezone
+
+from sse import notifier
+from sse.exceptions import SSEError
+from sse.models import StreamSession
+from sse.subscriptions import Subscription, subscribe
+
+from . import policies
+from ._loop import run_blocking
+from .conf import conf
+from .exceptions import InvalidPermissionRequest
+from .models import REMEMBER_SESSION, PermissionRequest, PermissionRule, Status, iso
+
+logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# The row is re-read this often even without a message: a decision whose
+# permission_cleared could not be published (broker down) still gets through.
+RECHECK_INTERVAL = 10.0
+# ...and this often once the subscription has ended (server shutting down).
+POLL_INTERVAL = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The answer an agent gets: whether to go ahead, why, and who decided."""
+
+    request_id: str
+    # "approved" | "denied" | "expired" | "cancelled"
+    status: str
+    approved: bool
+    reason: str
+    # Username of the person who answered; None for rules, expiry, cancellation.
+    decided_by: str | None
+    decided_at: datetime | None
+    # "remember:session", "policy:<dotted path>", or "" when a person (or nobody) decided.
+    decided_by_rule: str = ""
+
+    @classmethod
+    def of(cls, request: PermissionRequest) -> Decision:
+        user = request.decided_by
+        return cls(
+            request_id=str(request.request_id),
+            status=str(request.status),
+            approved=request.approved,
+            reason=request.reason,
+            decided_by=user.get_username() if user is not None else None,
+            decided_at=request.decided_at,
+            decided_by_rule=request.decided_by_rule,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-serialisable."""
+        return {
+            "request_id": self.request_id,
+            "status": self.status,
+            "approved": self.approved,
+            "reason": self.reason,
+            "decided_by": self.decided_by,
+            "decided_at": iso(self.decided_at) if self.decided_at else None,
+            "decided_by_rule": self.decided_by_rule,
+        }
+
+
+def request_permission(
+    session_id: str,
+    tool_name: str,
+    arguments: dict[str, Any] | None = None,
+    *,
+    timeout: float | None = None,
+    description: str = "",
+) -> Decision:
+    """Blocking twin of :func:`arequest_permission`; interrupting the caller
+    (KeyboardInterrupt, a task time limit) marks the request ``cancelled``."""
+    return run_blocking(
+        lambda: arequest_permission(
+            session_id, tool_name, arguments, timeout=timeout, description=description
+        )
+    )
+
+
+async def arequest_permission(
+    session_id: str,
+    tool_name: str,
+    arguments: dict[str, Any] | None = None,
+    *,
+    timeout: float | None = None,
+    description: str = "",
+) -> Decision:
+    """Ask the people watching ``session_id`` whether ``tool_name`` may run.
+
+    Returns once a person, a remembered approval or the ``POLICY`` decided,
+    or after ``timeout`` seconds (default ``PERMISSIONS["TIMEOUT"]``) with
+    status ``expired``.  Cancelling the awaiting task marks it ``cancelled``.
+    """
+    arguments = {} if arguments is None else arguments
+    seconds = _check(tool_name, arguments, description, timeout)
+    # Subscribed before the row exists: a decision published at any moment
+    # after it is written reaches us.
+    async with subscribe(session_id) as subscription:
+        opening = asyncio.ensure_future(
+            _database(_open)(session_id, tool_name, arguments, description, seconds)
+        )
+        try:
+            request = await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            # The row is written regardless: close it once it exists.
+            await asyncio.shield(_abandon(await opening, None))
+            raise
+        if request.status != Status.PENDING:
+            await _announce(request)  # decided by a rule: the UI timeline shows it
+            return Decision.of(request)
+        try:
+            return await _wait(subscription, request)
+        except BaseException as exc:
+            await asyncio.shield(_abandon(request, exc))
+            raise
+
+
+def _check(tool_name: object, arguments: object, description: object, timeout: object) -> float:
+    if not isinstance(tool_name, str) or not 0 < len(tool_name) <= 200:
+        raise InvalidPermissionRequest(f"tool_name must be 1-200 characters, not {tool_name!r}")
+    if not isinstance(arguments, dict):
+        raise InvalidPermissionRequest(f"arguments must be a dict, not {type(arguments).__name__}")
+    try:
+        json.dumps(arguments, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidPermissionRequest(f"arguments are not JSON-serialisable: {exc}") from exc
+    if not isinstance(description, str):
+        raise InvalidPermissionRequest("description must be a string")
+    seconds = conf.TIMEOUT if timeout is None else timeout
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not (0 < seconds < math.inf)
+    ):
+        raise InvalidPermissionRequest(f"timeout must be a positive number, not {timeout!r}")
+    return float(seconds)
+
+
+def _database(func: Callable[P, R]) -> Callable[P, Awaitable[R]]:
+    """ORM work from async code, as ``channels.db.database_sync_to_async``.
+
+    Not thread-sensitive: a sync caller may be blocking asgiref's shared
+    thread while it waits for us, so using that thread would deadlock.
+    """
+
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        close_old_connections()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return sync_to_async(run, thread_sensitive=False)
+
+
+def _open(
+    session_id: str, tool_name: str, arguments: dict[str, Any], description: str, seconds: float
+) -> PermissionRequest:
+    """Write the request, already decided if the policy or a remembered
+    approval answers it."""
+    now = timezone.now()
+    session = StreamSession.objects.filter(session_id=session_id).select_related("owner").first()
+    owner = session.owner if session is not None else None
+    request = PermissionRequest(
+        session_id=session_id,
+        owner=owner,
+        tool_name=tool_name,
+        arguments=arguments,
+        description=description,
+        requested_at=now,
+        expires_at=now + timedelta(seconds=seconds),
+    )
+    verdict = policies.evaluate(
+        policies.PolicyRequest(session_id, tool_name, arguments, description, owner)
+    )
+    if (
+        verdict is None
+        and PermissionRule.objects.filter(session_id=session_id, tool_name=tool_name).exists()
+    ):
+        verdict = policies.PolicyDecision(True, "Remembered for this session."), REMEMBER_SESSION
+    if verdict is not None:
+        decision, rule = verdict
+        request.status = str(Status.APPROVED if decision.approved else Status.DENIED)
+        request.reason = decision.reason
+        request.decided_by_rule = rule
+        request.decided_at = now
+        request.latency_ms = 0
+    request.save()
+    return request
+
+
+async def _wait(subscription: Subscription, request: PermissionRequest) -> Decision:
+    event_id = await notifier.asend(
+        request.session_id, "permission_request", request.request_message()
+    )
+    await _database(PermissionRequest.objects.filter(pk=request.pk).update)(event_id=event_id)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + (request.expires_at - timezone.now()).total_seconds()
+    next_check = loop.time() + RECHECK_INTERVAL
+    listening = True
+    request_id = str(request.request_id)
+    while (now := loop.time()) < deadline:
+        cleared = False
+        if listening:
+            try:
+                messages = await subscription.get(min(deadline, next_check) - now)
+            except ConnectionError:
+                listening = False  # e.g. the server is shutting down: poll instead
+                next_check = loop.time()
+                continue
+            cleared = any(_clears(message, request_id) for message in messages)
+        else:
+            await asyncio.sleep(max(0.0, min(deadline, next_check) - now))
+        if cleared or loop.time() >= next_check:
+            decision = await _database(_decision)(request.pk)
+            if decision is not None:
+                return decision
+            next_check = loop.time() + (RECHECK_INTERVAL if listening else POLL_INTERVAL)
+    if await _database(request.expire)():
+        await _announce(request)
+        return Decision.of(request)
+    # Decided between our last look and the deadline: that decision stands.
+    decision = await _database(_decision)(request.pk)
+    assert decision is not None
+    return decision
+
+
+def _clears(message: dict[str, Any], request_id: str) -> bool:
+    data = message.get("data")
+    return (
+        message.get("type") == "permission_cleared"
+        and isinstance(data, dict)
+        and data.get("request_id") == request_id
+    )
+
+
+def _decision(pk: int) -> Decision | None:
+    request = PermissionRequest.objects.select_related("decided_by").get(pk=pk)
+    return None if request.status == Status.PENDING else Decision.of(request)
+
+
+async def _abandon(request: PermissionRequest, exc: BaseException | None) -> None:
+    """The agent stopped waiting (cancelled, or an error): close the request."""
+    if exc is None or isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
+        reason = "The agent stopped waiting."
+    else:
+        reason = f"The request failed: {type(exc).__name__}: {exc}"[:1000]
+    if await _database(request.cancel)(reason):
+        await _announce(request)
+
+
+async def _announce(request: PermissionRequest) -> None:
+    """Publish ``permission_cleared`` so every tab closes its dialog."""
+    try:
+        await notifier.asend(request.session_id, "permission_cleared", request.cleared_message())
+    except SSEError:
+        # The decision is recorded; tabs that miss this stop showing the
+        # request when they reconnect (only pending requests are replayed).
+        logger.exception("Could not publish permission_cleared of %s", request.request_id)
