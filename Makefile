@@ -80,23 +80,14 @@ test-postgres: $(VENV)
 		echo "!! PostgreSQL run skipped: no server answers for $(POSTGRES_URL)"; \
 	fi
 
-demo: $(VENV)
-	env -u REDIS_URL $(PY) manage.py migrate
-	@if env -u REDIS_URL $(PY) manage.py help ensure_demo_user >/dev/null 2>&1; then \
-		env -u REDIS_URL $(PY) manage.py ensure_demo_user; \
-	else \
-		env -u REDIS_URL $(PY) manage.py shell -c "$$DEMO_USER_SNIPPET"; \
-	fi
-	@echo "Demo user: demo / demo-password"
-	env -u REDIS_URL $(PY) manage.py runserver 127.0.0.1:8000
+# The demo on the embedded defaults: SQLite in the project, in-process broker.
+DEMO_ADDR ?= 127.0.0.1:8000
+DEMO_ENV := env -u REDIS_URL -u DATABASE_URL -u SSE_OVERRIDES DJANGO_DEBUG=1
 
-define DEMO_USER_SNIPPET
-from django.contrib.auth import get_user_model
-user, _ = get_user_model().objects.get_or_create(username="demo")
-user.set_password("demo-password")
-user.save()
-endef
-export DEMO_USER_SNIPPET
+demo: $(VENV)
+	$(DEMO_ENV) $(PY) manage.py migrate --verbosity 0
+	$(DEMO_ENV) $(PY) manage.py ensure_demo_user --url http://$(DEMO_ADDR)/
+	$(DEMO_ENV) $(PY) manage.py runserver $(DEMO_ADDR)
 
 lint: $(VENV)
 	$(PY) -m ruff check .

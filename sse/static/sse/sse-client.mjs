@@ -40,6 +40,9 @@ const DEFAULTS = {
 
 // Request ids remembered as settled, so a late replay cannot show them again.
 const SETTLED_MEMORY = 1000;
+// A request this long past its expiry is no longer pending, even if its
+// permission_cleared never arrived (lost with a server's memory broker).
+const EXPIRED_GRACE_MS = 10000;
 
 function parseEventId(id) {
   const match = /^(\d{1,20})(?:-(\d{1,20}))?$/.exec(String(id ?? "").trim());
@@ -136,6 +139,7 @@ class AgentSSEClient {
 
   /** Unanswered permission requests, oldest first (each its `data`). */
   get pendingPermissions() {
+    this._pruneExpired();
     return [...this._pending.values()];
   }
 
@@ -387,6 +391,14 @@ class AgentSSEClient {
     this._open();
   }
 
+  _pruneExpired() {
+    const now = Date.now();
+    for (const [id, request] of this._pending) {
+      const expiry = request.expires_at_ms ?? Date.parse(request.expires_at);
+      if (expiry + EXPIRED_GRACE_MS < now) this._settle(id);
+    }
+  }
+
   _settle(requestId) {
     this._pending.delete(requestId);
     this._settled.add(requestId);
@@ -418,7 +430,7 @@ class AgentSSEClient {
    * {success: true, data: decision} or {success: false, error: {code, message, ...}}.
    */
   async approvePermission(approved, reason = "", requestId = undefined) {
-    const id = requestId ?? this._pending.keys().next().value;
+    const id = requestId ?? this.pendingPermissions[0]?.request_id;
     const body = { approved: Boolean(approved), reason: String(reason ?? "") };
     if (id) body.request_id = id;
     const response = await this._authorizedFetch(this._endpoint("permission-response"), {
