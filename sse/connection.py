@@ -28,8 +28,10 @@ class Connection:
         "__weakref__",
         "_items",
         "_waiter",
+        "_waiting",
         "counted",
         "ended",
+        "live",
         "loop",
         "maxsize",
         "on_end",
@@ -56,6 +58,12 @@ class Connection:
         self.ended: str | None = None
         self._items: deque[Event] = deque()
         self._waiter: asyncio.Future[None] | None = None
+        # True from the moment the stream waits for events until it has
+        # taken them: it is keeping up, however many arrive meanwhile.
+        self._waiting = False
+        # True once the stream has read the buffer: from then on, catching
+        # up after a broker outage is the listener's job.
+        self.live = not counted
         self.task: asyncio.Task[object] | None = None
         # Called once when the connection ends, e.g. to leave the broker at
         # once rather than when the cancelled response is collected.
@@ -65,7 +73,9 @@ class Connection:
         """Queue ``event`` unless it is a duplicate; runs on ``self.loop``."""
         if self.ended is not None or event.key <= self.position:
             return
-        if len(self._items) >= self.maxsize:
+        if len(self._items) >= self.maxsize and not self._waiting:
+            # A burst to a stream that waits is taken in one go; a full queue
+            # while the stream is busy writing means the client does not read.
             logger.warning("SSE client of session %s too slow: disconnected", self.session_id)
             self.end("overflow")
             return
@@ -85,11 +95,19 @@ class Connection:
         self._items.clear()
         if self.on_end is not None:
             self.on_end(self)
-        if self._waiter is not None:
+        if self._waiting:
             self._wake()
-        elif self.task is not None and reason == "overflow":
-            # The stream is stuck writing to a client that does not read:
-            # only cancelling the write frees it.
+        elif self.task is not None:
+            if reason == "overflow":
+                # Stuck writing to a client that does not read: only
+                # cancelling the write frees the stream.
+                self.task.cancel()
+            else:
+                # Busy for a moment, or stuck: give it a moment to end cleanly.
+                self.loop.call_later(1.0, self._cancel)
+
+    def _cancel(self) -> None:
+        if self.task is not None and not self.task.done():
             self.task.cancel()
 
     def _wake(self) -> None:
@@ -105,11 +123,13 @@ class Connection:
         if not self._items and self.ended is None:
             waiter = self.loop.create_future()
             self._waiter = waiter
+            self._waiting = True
             handle = self.loop.call_later(max(timeout, 0.0), self._wake)
             try:
                 await waiter
             finally:
                 handle.cancel()
+                self._waiting = False
                 if self._waiter is waiter:
                     self._waiter = None
         if not self._items or self.ended is not None:

@@ -154,13 +154,17 @@ async def _catch_up(
         sent = read.newest or ZERO
     else:
         sent = after
-        unknown = read.exists and read.newest is not None and read.newest < after
-        trimmed = read.trimmed is not None and read.trimmed > after
+        if read.exists:
+            unknown = read.newest is not None and read.newest < after
+            missed = read.trimmed is not None and read.trimmed > after
+        else:
+            # Expired: only a client that had seen the newest event missed nothing.
+            unknown, missed = False, read.newest != after
         if unknown:
             # An id this buffer never issued (it was reset): replay it all.
             read = await broker.read(session_id, ZERO)
             sent = ZERO
-        if unknown or trimmed or not read.exists:
+        if unknown or missed:
             parts.append(
                 render_unnumbered(
                     "replay_gap",
@@ -177,6 +181,7 @@ async def _catch_up(
         replayed.add(event.key)
         sent = event.key
     conn.advance(sent)
+    conn.live = True
     if backlog.has_providers():
         bound = read.newest or ZERO
         for message in await sync_to_async(backlog.collect)(session_id):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from datetime import timedelta
 
@@ -205,3 +206,28 @@ async def test_stream_ends_with_token_expired(
     assert messages(rest)[-1]["type"] == "token_expired"
     assert rest[-1].id is None
     assert stream.closed
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+async def test_a_burst_larger_than_the_queue_reaches_a_client_that_keeps_up(
+    make_stack: MakeStack, make_user: MakeUser, make_session: MakeSession, kind: str
+) -> None:
+    stack = make_stack(kind, QUEUE_SIZE=100, BUFFER_SIZE=1000, HEARTBEAT_INTERVAL=5)
+    user, token = make_user()
+    sid = make_session(user).session_id
+    async with stack.open(sid, token) as stream:
+        await until_connected(stream)
+        ids: list[str] = []
+        thread = threading.Thread(
+            target=lambda: ids.extend(
+                stack.publish(sid, "tool_status", {"n": n}) for n in range(150)
+            )
+        )
+        thread.start()
+        thread.join()
+        received = []
+        try:
+            received = [e.id for e in await collect_types(stream, 150, timeout=5)]
+        except Exception as exc:
+            pytest.fail(f"fast client cut off by a 150-event burst: {exc!r}")
+    assert received == ids

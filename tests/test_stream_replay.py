@@ -117,13 +117,14 @@ async def test_an_expired_buffer_is_reported_as_a_gap(
     stack = make_stack(kind, BUFFER_TTL=1)
     user, token = make_user()
     sid = make_session(user).session_id
-    last = stack.publish(sid, "tool_status", {"n": 1})
+    seen = stack.publish(sid, "tool_status", {"n": 1})
+    stack.publish(sid, "tool_status", {"n": 2})  # never seen, expired with the buffer
     await asyncio.sleep(2.2)
-    async with stack.open(sid, token, last_event_id=last) as stream:
+    async with stack.open(sid, token, last_event_id=seen) as stream:
         await until_connected(stream)
         gap = await stream.next_event()
     assert gap.json()["type"] == "replay_gap", kind
-    assert gap.json()["data"] == {"missed_from": last, "resumed_at": None}
+    assert gap.json()["data"] == {"missed_from": seen, "resumed_at": None}
 
 
 async def test_health_reports_real_figures(
@@ -161,3 +162,21 @@ async def test_health_reports_real_figures(
     assert data["pending_permissions"] == 0
     assert "server_time" in data
     assert after["connections"] == 0
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+async def test_no_gap_after_the_buffer_expired_when_nothing_was_missed(
+    make_stack: MakeStack, make_user: MakeUser, make_session: MakeSession, kind: str
+) -> None:
+    stack = make_stack(kind, BUFFER_TTL=1, HEARTBEAT_INTERVAL=1)
+    user, token = make_user()
+    sid = make_session(user).session_id
+    async with stack.open(sid, token) as stream:
+        await until_connected(stream)
+        last = stack.publish(sid, "tool_status", {"n": 1})
+        assert [e.id for e in await collect_types(stream, 1)] == [last]
+    await asyncio.sleep(2.2)  # idle longer than BUFFER_TTL; client saw everything
+    async with stack.open(sid, token, last_event_id=last) as stream:
+        await until_connected(stream)
+        nxt = await stream.next_event(timeout=3)
+    assert nxt.json()["type"] != "replay_gap", "replay_gap although no event was dropped"

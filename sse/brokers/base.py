@@ -12,6 +12,10 @@ from ..connection import Connection, LocalSessions
 from ..events import Event, EventKey
 from ..exceptions import TooManyConnections
 
+# How long a session's newest id is remembered after its buffer expired, so
+# that a client which had seen it reconnects without a false ``replay_gap``.
+LAST_ID_TTL = 24 * 60 * 60
+
 
 @dataclass(slots=True)
 class BufferRead:
@@ -23,6 +27,7 @@ class BufferRead:
     """
 
     exists: bool
+    # Still known after the buffer expired, when the broker remembers it.
     newest: EventKey | None = None
     trimmed: EventKey | None = None
     events: list[Event] = field(default_factory=list)
@@ -58,12 +63,13 @@ class Broker(ABC):
         """Register a stream; once this returns, every event published is
         delivered to it.  Raises TooManyConnections or BrokerUnavailable."""
         if conn.counted:
-            if self._total >= conf.MAX_CONNECTIONS:
-                raise TooManyConnections("process")
-            if self._counts.get(conn.session_id, 0) >= conf.MAX_CONNECTIONS_PER_SESSION:
-                raise TooManyConnections("session")
-            self._counts[conn.session_id] = self._counts.get(conn.session_id, 0) + 1
-            self._total += 1
+            with self._lock:  # loops of other threads count here too
+                if self._total >= conf.MAX_CONNECTIONS:
+                    raise TooManyConnections("process")
+                if self._counts.get(conn.session_id, 0) >= conf.MAX_CONNECTIONS_PER_SESSION:
+                    raise TooManyConnections("session")
+                self._counts[conn.session_id] = self._counts.get(conn.session_id, 0) + 1
+                self._total += 1
         first = self._local(conn.loop).add(conn)
         try:
             await self._subscribed(conn, first)
@@ -77,12 +83,13 @@ class Broker(ABC):
             return
         last = local.remove(conn)
         if conn.counted:
-            remaining = self._counts.get(conn.session_id, 1) - 1
-            if remaining:
-                self._counts[conn.session_id] = remaining
-            else:
-                self._counts.pop(conn.session_id, None)
-            self._total -= 1
+            with self._lock:
+                remaining = self._counts.get(conn.session_id, 1) - 1
+                if remaining:
+                    self._counts[conn.session_id] = remaining
+                else:
+                    self._counts.pop(conn.session_id, None)
+                self._total -= 1
         if last:
             self._unsubscribe(conn)
 

@@ -24,7 +24,7 @@ import hiredis
 from redis.connection import parse_url
 
 from ..connection import LocalSessions
-from ..events import render
+from ..events import Event, render
 from ..exceptions import BrokerUnavailable
 
 if TYPE_CHECKING:
@@ -64,6 +64,9 @@ class SessionListener:
         # order: a future to resolve, or None for an unsubscribe.
         self._expect: dict[bytes, deque[asyncio.Future[None] | None]] = {}
         self._sids: dict[bytes, str] = {}
+        # While catching up after a reconnect: live events of each recovering
+        # session, delivered after the events read from its buffer, in order.
+        self._held: dict[str, list[Event]] = {}
 
     def start(self) -> None:
         if self._task is None:
@@ -97,7 +100,8 @@ class SessionListener:
         self._writer.write(_command(b"UNSUBSCRIBE", channel))
 
     def _subscribe(self, session_ids: list[str]) -> list[asyncio.Future[None]]:
-        assert self._writer is not None
+        if self._writer is None:
+            raise BrokerUnavailable("Redis connection lost")
         futures = []
         channels = []
         for sid in session_ids:
@@ -121,6 +125,9 @@ class SessionListener:
             try:
                 reader, self._writer = await asyncio.wait_for(self._open(), CONNECT_TIMEOUT)
                 sessions = list(self.local.sessions)
+                self._sids = {}
+                if recovering:
+                    self._held = {sid: [] for sid in sessions}
                 futures = self._subscribe(sessions) if sessions else []
                 self.connected = True
                 self._connected.set()
@@ -155,6 +162,7 @@ class SessionListener:
                     future.exception()  # retrieved: nobody may be waiting
         self._expect.clear()
         self._subs.clear()
+        self._held = {}
         if self._writer is not None:
             self._writer.close()
             self._writer = None
@@ -207,17 +215,22 @@ class SessionListener:
             parser.feed(data)
             reply = parser.gets()
             while reply is not False:
+                if isinstance(reply, hiredis.ReplyError):
+                    raise ConnectionError(f"Redis replied with an error: {reply}")
                 kind = reply[0]
                 if kind == b"message":
                     payload = reply[2]
                     split = payload.index(b"\n")
                     sid = self._sids.get(reply[1])
                     if sid is not None:
-                        deliver(sid, [render(payload[:split], payload[split + 1 :])])
+                        event = render(payload[:split], payload[split + 1 :])
+                        held = self._held.get(sid)
+                        if held is None:
+                            deliver(sid, [event])
+                        else:
+                            held.append(event)
                 elif kind == b"subscribe" or kind == b"unsubscribe":
                     self._acknowledged(reply[1])
-                elif isinstance(reply, hiredis.ReplyError):
-                    raise ConnectionError(f"Redis replied with an error: {reply}")
                 reply = parser.gets()
 
     def _acknowledged(self, channel: bytes) -> None:
@@ -233,22 +246,34 @@ class SessionListener:
             future.set_result(None)
 
     async def _catch_up(self, sessions: list[str], futures: list[asyncio.Future[None]]) -> None:
-        """Deliver what was published while the listener was away."""
-        await asyncio.gather(*futures)
+        """Deliver what was published while the listener was away: the
+        buffer after each stream's position, then the live events held
+        meanwhile, so every stream sees them once and in order."""
+        try:
+            await asyncio.gather(*futures)
+        except BrokerUnavailable:
+            return  # the connection dropped again; the next one catches up
         for sid in sessions:
-            conns = tuple(self.local.sessions.get(sid, ()))
-            if not conns:
+            conns = [conn for conn in self.local.sessions.get(sid, ()) if conn.live]
+            read = None
+            if conns:
+                try:
+                    read = await self.broker.read(sid, min(conn.position for conn in conns))
+                except BrokerUnavailable:
+                    logger.warning("SSE could not catch session %s up: its clients reconnect", sid)
+                    for conn in conns:
+                        conn.end("resync")
+            held = self._held.pop(sid, [])
+            if read is None:
+                self.local.deliver(sid, held)
                 continue
-            floor = min(conn.position for conn in conns)
-            try:
-                read = await self.broker.read(sid, floor)
-            except BrokerUnavailable:
-                return  # the connection dropped again; the next one catches up
             for conn in conns:
-                if read.trimmed is not None and read.trimmed > conn.position:
+                if conn.counted and read.trimmed is not None and read.trimmed > conn.position:
                     # Events this stream never saw left the buffer: make the
                     # client reconnect, which reports the gap.
                     conn.end("resync")
                     continue
                 for event in read.events:
                     conn.offer(event)
+            # Streams that opened meanwhile read the buffer themselves.
+            self.local.deliver(sid, held)

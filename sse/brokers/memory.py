@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from ..conf import conf
 from ..events import Event, EventKey, format_id, now_ms, render
-from .base import Broker, BufferInfo, BufferRead
+from .base import LAST_ID_TTL, Broker, BufferInfo, BufferRead
 
 
 @dataclass(slots=True)
@@ -73,7 +73,7 @@ class MemoryBroker(Broker):
         expired = [
             sid
             for sid, buffer in self._buffers.items()
-            if buffer.expires_at <= now and not self._counts.get(sid)
+            if buffer.expires_at + LAST_ID_TTL <= now and not self._counts.get(sid)
         ]
         for sid in expired:
             del self._buffers[sid]
@@ -81,8 +81,10 @@ class MemoryBroker(Broker):
     async def read(self, session_id: str, after: EventKey | None) -> BufferRead:
         with self._lock:
             buffer = self._live_buffer(session_id, time.monotonic(), create=False)
-            if buffer is None or not buffer.events:
+            if buffer is None:
                 return BufferRead(exists=False)
+            if not buffer.events:
+                return BufferRead(exists=False, newest=buffer.last)
             events = [] if after is None else [e for e in buffer.events if e.key > after]
             return BufferRead(True, buffer.last, buffer.trimmed, events)
 

@@ -9,13 +9,12 @@ happen together or not at all.
 from __future__ import annotations
 
 import asyncio
-import weakref
 from typing import Any
 
 import redis
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry as AsyncRetry
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
@@ -23,13 +22,15 @@ from ..conf import conf
 from ..connection import Connection
 from ..events import EventKey, parse_id, render
 from ..exceptions import BrokerUnavailable
-from .base import Broker, BufferInfo, BufferRead
+from .base import LAST_ID_TTL, Broker, BufferInfo, BufferRead
 from .listener import SessionListener
 
 BUFFER_PREFIX = "sse_buffer:"
 CHANNEL_PREFIX = "sse_events:"
+LAST_PREFIX = "sse_last:"
 
-# KEYS: buffer, channel. ARGV: BUFFER_SIZE + 1, BUFFER_TTL, body.
+# KEYS: buffer, channel, last id. ARGV: BUFFER_SIZE + 1, BUFFER_TTL, body,
+# LAST_ID_TTL.
 # The stream keeps one entry more than the buffer: once trimming started, its
 # oldest entry is not replayed but marks the newest event dropped, which is
 # how a read knows whether a client missed events (Redis does not record
@@ -38,15 +39,17 @@ CHANNEL_PREFIX = "sse_events:"
 PUBLISH = """
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], '*', 'b', ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[3], id, 'EX', ARGV[4])
 redis.call('PUBLISH', KEYS[2], id .. '\\n' .. ARGV[3])
 return id
 """
 
-# KEYS: buffer. ARGV: exclusive start id, or '' for none.
-# -> {0} when the buffer does not exist, else {1, newest, trimmed, entries}
-# where trimmed is the marker entry's id ('0-0' while nothing was dropped).
+# KEYS: buffer, last id. ARGV: exclusive start id, or '' for none.
+# -> {0, last id or false} when the buffer does not exist (expired), else
+# {1, newest, trimmed, entries} where trimmed is the marker entry's id ('0-0'
+# while nothing was dropped).
 READ = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {0} end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, redis.call('GET', KEYS[2])} end
 local info = redis.call('XINFO', 'STREAM', KEYS[1])
 local fields = {}
 for i = 1, #info, 2 do fields[info[i]] = info[i + 1] end
@@ -57,7 +60,19 @@ return {1, fields['last-generated-id'], trimmed, redis.call('XRANGE', KEYS[1], '
 """
 
 _CLIENT_OPTIONS: dict[str, Any] = {"socket_connect_timeout": 2, "socket_timeout": 5}
+
+
 _BACKOFF = ExponentialWithJitterBackoff(base=0.05, cap=0.5)
+# Connections per loop and pool: enough for a reconnect storm's reads in flight.
+POOL_SIZE = 64
+
+
+def _keys(session_id: str) -> list[str]:
+    return [BUFFER_PREFIX + session_id, CHANNEL_PREFIX + session_id, LAST_PREFIX + session_id]
+
+
+def _args(body: bytes) -> list[Any]:
+    return [conf.BUFFER_SIZE + 1, conf.BUFFER_TTL, body, LAST_ID_TTL]
 
 
 class RedisBroker(Broker):
@@ -66,57 +81,61 @@ class RedisBroker(Broker):
     def __init__(self, url: str) -> None:
         super().__init__()
         self.url = url
-        self._client = redis.Redis.from_url(
-            url, retry=Retry(_BACKOFF, retries=3), **_CLIENT_OPTIONS
-        )
+        # Publishing is never retried: a publish whose reply was lost may have
+        # been stored, and a retry would store the event again under a new
+        # id.  A publish during an outage fails with BrokerUnavailable.
+        self._client = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **_CLIENT_OPTIONS)
         self._publish = self._client.register_script(PUBLISH)
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
-            weakref.WeakKeyDictionary()
-        )
+        # Health checks and buffer figures may retry.
+        self._figures = redis.Redis.from_url(url, retry=Retry(_BACKOFF, 3), **_CLIENT_OPTIONS)
+        self._read_scripts: dict[asyncio.AbstractEventLoop, Any] = {}
         self._listeners: dict[asyncio.AbstractEventLoop, SessionListener] = {}
 
     def publish(self, session_id: str, body: bytes) -> str:
         try:
-            event_id = self._publish(
-                keys=[BUFFER_PREFIX + session_id, CHANNEL_PREFIX + session_id],
-                args=[conf.BUFFER_SIZE + 1, conf.BUFFER_TTL, body],
-            )
+            event_id = self._publish(keys=_keys(session_id), args=_args(body))
         except RedisError as exc:
             raise BrokerUnavailable(f"Redis publish failed: {exc}") from exc
         return event_id.decode()  # type: ignore[no-any-return]
 
     async def apublish(self, session_id: str, body: bytes) -> str:
-        _, publish, _ = self._loop_client()
-        try:
-            event_id = await publish(
-                keys=[BUFFER_PREFIX + session_id, CHANNEL_PREFIX + session_id],
-                args=[conf.BUFFER_SIZE + 1, conf.BUFFER_TTL, body],
-            )
-        except RedisError as exc:
-            raise BrokerUnavailable(f"Redis publish failed: {exc}") from exc
-        return event_id.decode()  # type: ignore[no-any-return]
+        # Through the sync client: its pool replaces a connection Redis closed
+        # before using it, where an asyncio pool would fail the first publish
+        # after a Redis restart (and a publish must not be retried).
+        return await asyncio.to_thread(self.publish, session_id, body)
 
-    def _loop_client(self) -> tuple[Any, Any, Any]:
-        """The asyncio client of the running loop (redis-py binds to one)."""
-        loop = asyncio.get_running_loop()
-        entry = self._clients.get(loop)
-        if entry is None:
-            client = aioredis.Redis.from_url(
-                self.url, retry=AsyncRetry(_BACKOFF, retries=3), **_CLIENT_OPTIONS
+    def _reader(self, loop: asyncio.AbstractEventLoop) -> Any:
+        """The read script on a client of this serving loop (redis-py binds a
+        client to one loop).  Reads change nothing, so they are retried; the
+        pool blocks rather than fails when a reconnect storm wants more
+        connections than it holds."""
+        script = self._read_scripts.get(loop)
+        if script is None:
+            pool = aioredis.BlockingConnectionPool.from_url(
+                self.url,
+                max_connections=POOL_SIZE,
+                timeout=5,
+                retry=AsyncRetry(_BACKOFF, retries=3),
+                **_CLIENT_OPTIONS,
             )
-            entry = (client, client.register_script(PUBLISH), client.register_script(READ))
-            self._clients[loop] = entry
-        return entry
+            script = aioredis.Redis(connection_pool=pool).register_script(READ)
+            self._read_scripts[loop] = script
+        return script
 
     async def read(self, session_id: str, after: EventKey | None) -> BufferRead:
-        _, _, read = self._loop_client()
+        loop = asyncio.get_running_loop()
+        self.listener(loop)  # a loop that reads buffers serves streams
+        read = self._reader(loop)
         start = "" if after is None else f"{after[0]}-{after[1]}"
+        keys = [BUFFER_PREFIX + session_id, LAST_PREFIX + session_id]
         try:
-            reply = await read(keys=[BUFFER_PREFIX + session_id], args=[start])
+            reply = await read(keys=keys, args=[start])
         except RedisError as exc:
             raise BrokerUnavailable(f"Redis read failed: {exc}") from exc
         if not reply[0]:
-            return BufferRead(exists=False)
+            return BufferRead(
+                exists=False, newest=parse_id(reply[1].decode()) if reply[1] else None
+            )
         trimmed = parse_id(reply[2].decode())
         if trimmed == (0, 0):
             trimmed = None
@@ -137,10 +156,22 @@ class RedisBroker(Broker):
                 if listener is None:
                     for closed in [other for other in self._listeners if other.is_closed()]:
                         del self._listeners[closed]
+                        self._read_scripts.pop(closed, None)
                     listener = SessionListener(self, loop, self._local(loop))
                     self._listeners[loop] = listener
                     listener.start()
         return listener
+
+    async def aclose(self) -> None:
+        """Stop this loop's listener and close its clients (a loop that
+        served streams and is about to end, e.g. in tests)."""
+        loop = asyncio.get_running_loop()
+        listener = self._listeners.pop(loop, None)
+        if listener is not None:
+            await listener.close()
+        script = self._read_scripts.pop(loop, None)
+        if script is not None:
+            await script.registered_client.aclose(close_connection_pool=True)
 
     async def _subscribed(self, conn: Connection, first: bool) -> None:
         await self.listener(conn.loop).ensure(conn.session_id)
@@ -155,7 +186,7 @@ class RedisBroker(Broker):
     def buffer_info(self, session_id: str) -> BufferInfo:
         key = BUFFER_PREFIX + session_id
         try:
-            with self._client.pipeline(transaction=True) as pipe:
+            with self._figures.pipeline(transaction=True) as pipe:
                 pipe.xlen(key)
                 pipe.xrevrange(key, count=1)
                 length, newest = pipe.execute()
@@ -166,7 +197,7 @@ class RedisBroker(Broker):
 
     def is_connected(self) -> bool:
         try:
-            return bool(self._client.ping())
+            return bool(self._figures.ping())
         except RedisError:
             return False
 

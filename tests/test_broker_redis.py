@@ -1,0 +1,134 @@
+"""The Redis broker in this process against a real Redis: the listener's
+recovery after its connection drops, and clients per event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+import time
+import uuid
+
+import pytest
+
+from sse.brokers.redis import RedisBroker
+from sse.connection import Connection
+from sse.events import prepare
+from tests.servers import RedisServer
+
+
+async def _until(check, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+async def _drain(conn: Connection, seconds: float) -> list[str]:
+    got: list[str] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        batch = await conn.get(deadline - time.monotonic())
+        got += [e.id for e in batch or ()]
+    return got
+
+
+@pytest.mark.redis
+async def test_catch_up_delivers_missed_events_before_live_ones(
+    redis_server: RedisServer,
+) -> None:
+    """Events accepted while the listener was away arrive, in order, even
+    when a live event comes in while the buffer is being read."""
+    broker = RedisBroker(redis_server.url)
+    sid = f"repro-{uuid.uuid4().hex}"
+    loop = asyncio.get_running_loop()
+    conn = Connection(sid, 1000, loop)
+    await broker.attach(conn)
+    conn.live = True  # as a stream is once it has read the buffer
+    listener = broker.listener(loop)
+    try:
+        first = broker.publish(sid, prepare(sid, "tool_status", {"n": 0}))
+        assert await _drain(conn, 0.3) == [first]
+
+        original = broker.read
+
+        async def slow_read(session_id, after):  # a Redis round trip under load
+            await asyncio.sleep(0.3)
+            return await original(session_id, after)
+
+        broker.read = slow_read  # type: ignore[method-assign]
+        with redis_server.client() as client:
+            client.client_kill_filter(_type="pubsub")
+        # accepted by Redis while the listener is away (loop is blocked: it
+        # cannot have reconnected yet)
+        missed = [broker.publish(sid, prepare(sid, "tool_status", {"n": n})) for n in (1, 2, 3)]
+        await _until(lambda: not listener.connected or listener._subs.get(sid) is None)
+        await _until(
+            lambda: listener.connected and sid in listener._subs and listener._subs[sid].done()
+        )
+        live = broker.publish(sid, prepare(sid, "tool_status", {"n": 4}))
+        got = await _drain(conn, 1.0)
+    finally:
+        broker.detach(conn)
+        await broker.aclose()
+    assert got == [*missed, live], f"missed events lost: got {got}"
+
+
+@pytest.mark.redis
+def test_short_lived_loops_leave_no_client_behind(
+    redis_server: RedisServer,
+) -> None:
+    broker = RedisBroker(redis_server.url)
+    sid = f"repro-{uuid.uuid4().hex}"
+    with redis_server.client() as client:
+        before = len(client.client_list())
+    for n in range(30):  # e.g. a Celery task doing asyncio.run(notifier.asend(...))
+        asyncio.run(broker.apublish(sid, prepare(sid, "tool_status", {"n": n})))
+    gc.collect()
+    with redis_server.client() as client:
+        after = len(client.client_list())
+    assert broker._read_scripts == {}
+    assert broker._listeners == {}
+    assert after - before <= 2, f"{after - before} Redis connections opened"
+
+
+@pytest.mark.redis
+async def test_listener_reconnects_under_steady_publishing_without_loss(
+    redis_server: RedisServer, settings: object
+) -> None:
+    """No injected delay: a publisher thread keeps publishing while the
+    listener's connection is killed."""
+    settings.SSE = {"BUFFER_SIZE": 10_000}  # type: ignore[attr-defined]  # covers the outages
+    broker = RedisBroker(redis_server.url)
+    sid = f"repro-{uuid.uuid4().hex}"
+    loop = asyncio.get_running_loop()
+    conn = Connection(sid, 100_000, loop)
+    await broker.attach(conn)
+    conn.live = True  # as a stream is once it has read the buffer
+    broker.listener(loop)
+    published: list[str] = []
+    stop = threading.Event()
+
+    def publisher() -> None:
+        while not stop.is_set():
+            published.append(broker.publish(sid, prepare(sid, "tool_status", {"n": 1})))
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=publisher)
+    thread.start()
+    got: list[str] = []
+    try:
+        got += await _drain(conn, 0.3)
+        for _ in range(5):
+            with redis_server.client() as client:
+                client.client_kill_filter(_type="pubsub")
+            got += await _drain(conn, 0.6)
+        stop.set()
+        await asyncio.to_thread(thread.join)
+        got += await _drain(conn, 1.0)
+    finally:
+        stop.set()
+        broker.detach(conn)
+        await broker.aclose()
+    missing = [i for i in published if i not in set(got)]
+    assert not missing, f"{len(missing)} of {len(published)} accepted events never delivered"
