@@ -1,0 +1,455 @@
+"""SSE load generator: thousands of streams from one process on one core.
+
+Raw asyncio protocols (uvloop when installed), a minimal HTTP/1.1 response
+reader (status line, headers, chunked or close-delimited body) and a minimal
+SSE parser.  Every event a client sees is recorded as ``seq -> receive time``
+(``"q":<seq>`` in the payload); latencies and losses are computed against the
+publisher's log, whose ``t`` is stamped with the same monotonic clock.
+
+Driven by run.py over stdin/stdout, one JSON object per line:
+
+  {"cmd": "connect", "n": 5000, "concurrency": 256, "timeout": 60}
+  {"cmd": "reset"}
+  {"cmd": "collect", "log": "/path/pub.bin", "drain": 3.0, "since": <ns>}
+  {"cmd": "drop", "n": 2000}
+  {"cmd": "reconnect", "n": 2000, "timeout": 30}
+  {"cmd": "storm_report", "log": "/path/pub.bin", "drain": 10.0}
+  {"cmd": "close"}
+"""
+
+from __future__ import annotations
+
+import argparse
+import array
+import asyncio
+import json
+import re
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+SEQ_RE = re.compile(rb'"q": ?(\d+)')
+monotonic_ns = time.monotonic_ns
+
+
+def raise_nofile(target: int = 65536) -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = max(target, soft)
+    for limit in (want, hard):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, max(limit, hard)))
+            return limit
+        except (ValueError, OSError):
+            continue
+    return soft
+
+
+class Stats:
+    """What every client reports to: receive times per sequence number."""
+
+    def __init__(self) -> None:
+        self.recv: dict[int, int] = {}
+        self.dups = 0
+        self.unparsed = 0
+        self.ended = 0
+        self.errors: dict[str, int] = {}
+
+    def error(self, kind: str) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+
+
+class SSEClient(asyncio.Protocol):
+    __slots__ = (
+        "buf",
+        "chunk_left",
+        "chunked",
+        "closed",
+        "events",
+        "last_id",
+        "ready",
+        "request",
+        "sse",
+        "state",
+        "stats",
+        "status",
+        "transport",
+    )
+
+    def __init__(self, stats: Stats, request: bytes, ready: asyncio.Future[int]) -> None:
+        self.stats = stats
+        self.request = request
+        self.transport: asyncio.Transport | None = None
+        self.state = 0  # 0 headers, 1 body
+        self.buf = bytearray()
+        self.chunked = False
+        self.chunk_left = -1  # -1: reading a size line
+        self.sse = bytearray()
+        self.last_id: bytes | None = None
+        self.status = 0
+        self.ready = ready
+        self.closed: asyncio.Future[None] = ready.get_loop().create_future()
+        self.events = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.write(self.request)  # type: ignore[attr-defined]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.ready.done():
+            self.ready.set_result(self.status or -1)
+        elif self.state == 1:
+            self.stats.ended += 1
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        if self.state == 0:
+            self.buf += data
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self.buf) > 65536:
+                    self.transport.close()  # type: ignore[union-attr]
+                return
+            head = bytes(self.buf[:end]).lower()
+            rest = bytes(self.buf[end + 4 :])
+            self.buf = bytearray()
+            try:
+                self.status = int(head.split(b" ", 2)[1])
+            except (IndexError, ValueError):
+                self.status = -2
+            self.chunked = b"transfer-encoding: chunked" in head
+            self.state = 1
+            if not self.ready.done():
+                self.ready.set_result(self.status)
+            if self.status != 200:
+                self.transport.close()  # type: ignore[union-attr]
+                return
+            if not rest:
+                return
+            data = rest
+        if self.chunked:
+            self._dechunk(data)
+        else:
+            self._feed(data)
+
+    def _dechunk(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        pos = 0
+        n = len(buf)
+        out = []
+        for _ in range(1_000_000):  # bounded; a chunk per iteration
+            if self.chunk_left < 0:
+                eol = buf.find(b"\r\n", pos)
+                if eol < 0:
+                    break
+                size_text = bytes(buf[pos:eol]).split(b";", 1)[0].strip()
+                if not size_text:  # the CRLF after a chunk's data
+                    pos = eol + 2
+                    continue
+                size = int(size_text, 16)
+                pos = eol + 2
+                if size == 0:
+                    self.transport.close()  # type: ignore[union-attr]
+                    break
+                self.chunk_left = size
+            take = min(self.chunk_left, n - pos)
+            if take <= 0:
+                break
+            out.append(bytes(buf[pos : pos + take]))
+            pos += take
+            self.chunk_left -= take
+            if self.chunk_left == 0:
+                self.chunk_left = -1
+        del buf[:pos]
+        if out:
+            self._feed(b"".join(out))
+
+    def _feed(self, data: bytes) -> None:
+        sse = self.sse
+        sse += data.replace(b"\r", b"") if b"\r" in data else data
+        start = 0
+        for _ in range(1_000_000):
+            end = sse.find(b"\n\n", start)
+            if end < 0:
+                break
+            self._event(bytes(sse[start:end]))
+            start = end + 2
+        if start:
+            del sse[:start]
+
+    def _event(self, block: bytes) -> None:
+        now = monotonic_ns()
+        seq = -1
+        for line in block.split(b"\n"):
+            if line.startswith(b"data:"):
+                match = SEQ_RE.search(line)
+                if match is not None:
+                    seq = int(match[1])
+            elif line.startswith(b"id:"):
+                self.last_id = line[3:].strip()
+        self.events += 1
+        if seq < 0:
+            return
+        recv = self.stats.recv
+        if seq in recv:
+            self.stats.dups += 1
+        else:
+            recv[seq] = now
+
+
+class Generator:
+    def __init__(self, host: str, port: int, paths: list[str]) -> None:
+        self.host = host
+        self.port = port
+        self.paths = paths
+        self.stats = Stats()
+        self.clients: list[SSEClient | None] = [None] * len(paths)
+        self.last_ids: list[bytes | None] = [None] * len(paths)
+        self.reconnect_start = 0
+
+    def _request(self, i: int, last_id: bytes | None) -> bytes:
+        extra = b"Last-Event-ID: %s\r\n" % last_id if last_id else b""
+        return (
+            b"GET %s HTTP/1.1\r\nHost: %s:%d\r\nAccept: text/event-stream\r\n"
+            b"Cache-Control: no-cache\r\n%s\r\n"
+            % (self.paths[i].encode(), self.host.encode(), self.port, extra)
+        )
+
+    async def _open(self, i: int, last_id: bytes | None, timeout: float) -> int:
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[int] = loop.create_future()
+        client = SSEClient(self.stats, self._request(i, last_id), ready)
+        try:
+            await asyncio.wait_for(
+                loop.create_connection(lambda: client, self.host, self.port), timeout
+            )
+            status = await asyncio.wait_for(ready, timeout)
+        except (OSError, TimeoutError) as exc:
+            self.stats.error(type(exc).__name__)
+            if client.transport is not None:
+                client.transport.abort()
+            return -1
+        if status == 200:
+            self.clients[i] = client
+        else:
+            self.stats.error(f"http_{status}")
+        return status
+
+    async def connect(
+        self, indexes: list[int], concurrency: int, timeout: float, last_ids: bool = False
+    ) -> dict[str, Any]:
+        started = time.monotonic()
+        deadline = started + timeout
+        sem = asyncio.Semaphore(max(1, concurrency))
+        results: dict[int, int] = {}
+
+        async def one(i: int) -> None:
+            async with sem:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    results[i] = -3
+                    return
+                results[i] = await self._open(i, self.last_ids[i] if last_ids else None, left)
+
+        await asyncio.gather(*(one(i) for i in indexes))
+        ok = sum(1 for status in results.values() if status == 200)
+        return {
+            "connected": ok,
+            "failed": len(indexes) - ok,
+            "secs": round(time.monotonic() - started, 3),
+            "errors": dict(self.stats.errors),
+        }
+
+    async def drop(self, n: int) -> dict[str, Any]:
+        waits = []
+        for i in range(min(n, len(self.clients))):
+            client = self.clients[i]
+            if client is None:
+                continue
+            self.last_ids[i] = client.last_id
+            self.clients[i] = None
+            if client.transport is not None:
+                client.transport.abort()
+            waits.append(client.closed)
+        if waits:
+            await asyncio.wait(waits, timeout=10)
+        return {"dropped": len(waits), "with_last_id": sum(1 for x in self.last_ids[:n] if x)}
+
+    async def reconnect(self, n: int, timeout: float) -> dict[str, Any]:
+        self.reconnect_start = monotonic_ns()
+        result = await self.connect(list(range(n)), concurrency=n, timeout=timeout, last_ids=True)
+        result["reconnect_start"] = self.reconnect_start
+        return result
+
+    def reset(self) -> dict[str, Any]:
+        self.stats.recv = {}
+        self.stats.dups = 0
+        self.stats.ended = 0
+        self.stats.errors = {}
+        return {"ok": True}
+
+    @staticmethod
+    def load_log(path: str) -> tuple[array.array[int], array.array[int], array.array[int]]:
+        raw = array.array("q")
+        with open(path, "rb") as f:
+            raw.frombytes(f.read())
+        return raw[0::3], raw[1::3], raw[2::3]
+
+    async def collect(self, log: str, drain: float) -> dict[str, Any]:
+        seqs, sids, stamps = self.load_log(log)
+        expected = {
+            seq
+            for seq, sid in zip(seqs, sids, strict=True)
+            if sid < len(self.clients) and self.clients[sid] is not None
+        }
+        recv = self.stats.recv
+        deadline = time.monotonic() + drain
+        while time.monotonic() < deadline:
+            if all(seq in recv for seq in expected):
+                break
+            await asyncio.sleep(0.05)
+        latencies = sorted(
+            recv[seq] - t
+            for seq, t in zip(seqs, stamps, strict=True)
+            if seq in recv and seq in expected
+        )
+        delivered = len(latencies)
+        result: dict[str, Any] = {
+            "published": len(seqs),
+            "expected": len(expected),
+            "delivered": delivered,
+            "lost": len(expected) - delivered,
+            "dups": self.stats.dups,
+            "ended": self.stats.ended,
+            "open": sum(1 for c in self.clients if c is not None and not c.closed.done()),
+            "errors": dict(self.stats.errors),
+        }
+        result.update(_percentiles(latencies))
+        return result
+
+    async def storm_report(self, log: str, drain: float) -> dict[str, Any]:
+        """Caught up: every event published before the reconnect began has
+        reached its client; time from the reconnect start to the last one."""
+        seqs, sids, stamps = self.load_log(log)
+        n = sum(1 for c in self.clients if c is not None)
+        start = self.reconnect_start
+        expected = [
+            seq
+            for seq, sid in zip(seqs, sids, strict=True)
+            if sid < len(self.clients) and self.clients[sid] is not None
+        ]
+        before = {
+            seq
+            for seq, sid, t in zip(seqs, sids, stamps, strict=True)
+            if t < start and sid < len(self.clients) and self.clients[sid] is not None
+        }
+        recv = self.stats.recv
+        deadline = time.monotonic() + drain
+        while time.monotonic() < deadline:
+            if all(seq in recv for seq in expected):
+                break
+            await asyncio.sleep(0.05)
+        caught = [recv[seq] for seq in before if seq in recv]
+        missed_before = len(before) - len(caught)
+        last = max((t for t in caught if t >= start), default=start)
+        return {
+            "clients": n,
+            "published": len(seqs),
+            "expected": len(expected),
+            "missed": sum(1 for seq in expected if seq not in recv),
+            "missed_while_away": missed_before,
+            "caught_up_secs": None if missed_before else round((last - start) / 1e9, 3),
+            "dups": self.stats.dups,
+            "errors": dict(self.stats.errors),
+        }
+
+    def status(self) -> dict[str, Any]:
+        held = [c for c in self.clients if c is not None]
+        open_ = sum(1 for c in held if not c.closed.done())
+        return {
+            "held": len(held),
+            "open": open_,
+            "closed_by_server": len(held) - open_,
+            "errors": dict(self.stats.errors),
+        }
+
+    def close(self) -> None:
+        for client in self.clients:
+            if client is not None and client.transport is not None:
+                client.transport.abort()
+
+
+def _percentiles(values: list[int]) -> dict[str, float | None]:
+    if not values:
+        return {"p50_ms": None, "p99_ms": None, "max_ms": None}
+
+    def at(q: float) -> float:
+        return round(values[min(len(values) - 1, int(q * len(values)))] / 1e6, 2)
+
+    return {"p50_ms": at(0.50), "p99_ms": at(0.99), "max_ms": round(values[-1] / 1e6, 2)}
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--paths", required=True, help="JSON file: list of request paths")
+    args = parser.parse_args()
+    if args.host not in ("127.0.0.1", "localhost"):
+        raise SystemExit("loadgen connects to 127.0.0.1 only")
+    paths = json.loads(Path(args.paths).read_text())  # noqa: ASYNC240 -- before any stream
+    limit = raise_nofile()
+    gen = Generator("127.0.0.1", args.port, paths)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    _reply({"ready": True, "nofile": limit, "loop": type(loop).__module__})
+    for _ in range(10_000):  # bounded command loop
+        line = await reader.readline()
+        if not line:
+            break
+        cmd = json.loads(line)
+        name = cmd["cmd"]
+        if name == "connect":
+            start = cmd.get("start", 0)
+            out = await gen.connect(
+                list(range(start, start + cmd["n"])),
+                cmd.get("concurrency", 256),
+                cmd.get("timeout", 60),
+            )
+        elif name == "reset":
+            out = gen.reset()
+        elif name == "collect":
+            out = await gen.collect(cmd["log"], cmd.get("drain", 3.0))
+        elif name == "drop":
+            out = await gen.drop(cmd["n"])
+        elif name == "reconnect":
+            out = await gen.reconnect(cmd["n"], cmd.get("timeout", 30))
+        elif name == "storm_report":
+            out = await gen.storm_report(cmd["log"], cmd.get("drain", 10.0))
+        elif name == "status":
+            out = gen.status()
+        elif name == "close":
+            gen.close()
+            _reply({"closed": True})
+            break
+        else:
+            out = {"error": f"unknown command {name}"}
+        _reply(out)
+
+
+def _reply(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    try:
+        import uvloop
+
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())

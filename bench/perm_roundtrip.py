@@ -1,0 +1,138 @@
+"""Permission round trip on our server, without human time.
+
+An agent task per session calls ``permissions.arequest_permission``; a
+browser-like client per session holds the event stream, and the moment it
+sees ``permission_request`` it POSTs the answer to
+``/agent_backend/api/sse/permission-response/{session_id}``.  Measured: the
+agent's wait, from the call to the returned decision.  Agents and clients run
+here (core 1); the server is the one under test (core 0).
+
+    DJANGO_SETTINGS_MODULE=bench.settings ... python bench/perm_roundtrip.py \
+        --port 8000 --sessions 100 --rounds 5 --paths paths-ours.json
+"""
+
+# ruff: noqa: T201 -- a command-line tool: its output is printed
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import django
+
+django.setup()
+
+from loadgen import SSEClient, Stats, _percentiles, raise_nofile  # noqa: E402
+
+from permissions import arequest_permission  # noqa: E402
+
+
+class BrowserClient(SSEClient):
+    """Answers every permission request it sees, at once."""
+
+    answer: Any = None  # set per instance: async callable(session_id, request_id)
+    session_id = ""
+
+    def _event(self, block: bytes) -> None:
+        for line in block.split(b"\n"):
+            if line.startswith(b"data:") and b'"permission_request"' in line:
+                message = json.loads(line[5:])
+                if message.get("type") == "permission_request":
+                    asyncio.get_running_loop().create_task(
+                        self.answer(self.session_id, message["data"]["request_id"])
+                    )
+
+
+async def post(port: int, path: str, token: str, body: dict[str, Any]) -> int:
+    data = json.dumps(body).encode()
+    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 10)
+    try:
+        writer.write(
+            b"POST %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nAuthorization: Bearer %s\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+            % (path.encode(), port, token.encode(), len(data), data)
+        )
+        status_line = await asyncio.wait_for(reader.readline(), 10)
+        return int(status_line.split()[1])
+    finally:
+        writer.close()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--sessions", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--paths", required=True)
+    args = parser.parse_args()
+    raise_nofile()
+    paths = json.loads(Path(args.paths).read_text())[: args.sessions]  # noqa: ASYNC240
+    token = parse_qs(urlsplit(paths[0]).query)["token"][0]
+    loop = asyncio.get_running_loop()
+    statuses: dict[int, int] = {}
+
+    async def answer(session_id: str, request_id: str) -> None:
+        status = await post(
+            args.port,
+            f"/agent_backend/api/sse/permission-response/{session_id}",
+            token,
+            {"approved": True, "reason": "bench", "request_id": request_id},
+        )
+        statuses[status] = statuses.get(status, 0) + 1
+
+    stats = Stats()
+    clients = []
+    for path in paths:
+        session_id = urlsplit(path).path.rsplit("/", 1)[1]
+        ready: asyncio.Future[int] = loop.create_future()
+        request = (
+            b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
+            % path.encode()
+        )
+        client = BrowserClient(stats, request, ready)
+        client.answer = answer
+        client.session_id = session_id
+        await loop.create_connection(lambda c=client: c, "127.0.0.1", args.port)
+        if await asyncio.wait_for(ready, 30) != 200:
+            raise SystemExit(f"stream of {session_id} refused")
+        clients.append(client)
+
+    async def agent(session_id: str) -> tuple[float, str]:
+        start = time.monotonic_ns()
+        decision = await arequest_permission(session_id, "bench_tool", {"n": 1}, timeout=30)
+        return time.monotonic_ns() - start, decision.status
+
+    times: list[int] = []
+    outcomes: dict[str, int] = {}
+    names = [c.session_id for c in clients]
+    for round_ in range(args.rounds + 1):  # round 0 warms up
+        results = await asyncio.wait_for(asyncio.gather(*(agent(s) for s in names)), 120)
+        if round_ == 0:
+            continue
+        for elapsed, status in results:
+            times.append(int(elapsed))
+            outcomes[status] = outcomes.get(status, 0) + 1
+    for client in clients:
+        if client.transport is not None:
+            client.transport.close()
+    out: dict[str, Any] = {
+        "sessions": len(names),
+        "count": len(times),
+        "outcomes": outcomes,
+        "post_statuses": statuses,
+        "errors": sum(v for k, v in outcomes.items() if k != "approved"),
+    }
+    out.update(_percentiles(sorted(times)))
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,935 @@
+"""Benchmark our SSE server against sse-starlette and django-eventstream.
+
+    python bench/run.py                      # full run (machine must be quiet)
+    python bench/run.py --scale small        # smoke test, ~3 minutes
+    python bench/run.py --systems ours-uvicorn,sse-starlette --scenarios idle,rate
+
+Each server runs as one process pinned to core 0 (``taskset -c 0``); the load
+generator, the publisher and a private redis-server run on core 1.  Results
+are printed as one table and saved as JSON under the work directory (and
+``bench/results/latest.json``).  See bench/README.md.
+"""
+
+# ruff: noqa: T201 -- a command-line tool: its output is printed
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import resource
+import select
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+MAIN_PY = ROOT / ".venv" / "bin" / "python"
+VENV = BENCH / ".venv"
+BENCH_PY = VENV / "bin" / "python"
+STAMP = VENV / ".requirements-installed"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+# As high as this machine lets us (a container may cap the hard limit):
+# 10,000 streams need ~10,100 descriptors in the server and the generator.
+NOFILE = min(65536, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+SERVER_CORE = "0"
+CLIENT_CORE = "1"
+
+SCALES: dict[str, dict[str, Any]] = {
+    "small": {
+        "idle": [200],
+        "idle_ours_extra": [400],
+        "rate_conns": 200,
+        "rates": [200, 500],
+        "rate_secs": 5,
+        "rate_conns_extra": 400,
+        "extra_rate": 200,
+        "ladder": [200, 500, 1000],
+        "storm_clients": 200,
+        "storm_rate": 200,
+        "perm_sessions": 10,
+        "repeat": 1,
+    },
+    "full": {
+        "idle": [1000, 5000],
+        "idle_ours_extra": [10000],
+        "rate_conns": 5000,
+        "rates": [1000, 2000, 5000],
+        "rate_secs": 20,
+        "rate_conns_extra": 10000,
+        "extra_rate": 2000,
+        "ladder": [1000, 2000, 3000, 5000, 7500, 10000, 15000],
+        "storm_clients": 2000,
+        "storm_rate": 1000,
+        "perm_sessions": 100,
+        "repeat": 3,
+    },
+}
+SCENARIOS = ["idle", "rate", "rate10k", "max", "storm", "perm"]
+
+
+@dataclass
+class System:
+    name: str
+    python: Path
+    args: list[str]
+    env: dict[str, str]
+    publisher: str
+    paths: str  # key of the paths file
+    ours: bool = False
+    workers: int = 1
+    notes: list[str] = field(default_factory=list)
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# -- environment ----------------------------------------------------------------
+
+
+def ensure_venv() -> None:
+    req = BENCH / "requirements.txt"
+    if STAMP.exists() and STAMP.stat().st_mtime >= req.stat().st_mtime:
+        return
+    log("creating bench/.venv")
+    if not BENCH_PY.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    subprocess.run(
+        [
+            str(BENCH_PY),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+            str(req),
+        ],
+        check=True,
+    )
+    STAMP.touch()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def pinned(core: str, argv: list[str]) -> list[str]:
+    return ["prlimit", f"--nofile={NOFILE}:{NOFILE}", "taskset", "-c", core, *argv]
+
+
+def tree(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    for _ in range(10_000):
+        if not todo:
+            break
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, ()))
+    return out
+
+
+def cpu_secs(pid: int) -> float:
+    total = 0
+    for p in tree(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / CLK_TCK
+
+
+def rss_kb(pid: int) -> int:
+    total = 0
+    for p in tree(pid):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            continue
+    return total
+
+
+# -- processes ------------------------------------------------------------------
+
+
+class Redis:
+    def __init__(self, work: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc = subprocess.Popen(
+            pinned(
+                CLIENT_CORE,
+                [
+                    "redis-server",
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--maxclients",
+                    "30000",
+                    "--dir",
+                    str(work),
+                    "--loglevel",
+                    "warning",
+                ],
+            ),
+            stdout=subprocess.DEVNULL,
+        )
+        if not wait_port(self.port, 10):
+            raise SystemExit("redis-server did not start")
+
+    def flush(self) -> None:
+        subprocess.run(
+            ["redis-cli", "-p", str(self.port), "FLUSHALL"],
+            stdout=subprocess.DEVNULL,
+            check=False,
+            timeout=10,
+        )
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+class Server:
+    def __init__(self, system: System, work: Path) -> None:
+        self.port = free_port()
+        argv = [str(system.python), *[a.replace("{port}", str(self.port)) for a in system.args]]
+        self.logfile = open(work / f"server-{system.name}.log", "ab")  # noqa: SIM115 -- closed in stop()
+        self.proc = subprocess.Popen(
+            pinned(SERVER_CORE, argv),
+            cwd=ROOT,
+            env={**os.environ, **system.env},
+            stdout=self.logfile,
+            stderr=subprocess.STDOUT,
+        )
+        if not wait_port(self.port, 30):
+            self.stop()
+            raise RuntimeError(f"{system.name} did not start; see {self.logfile.name}")
+        time.sleep(1.0 if system.workers == 1 else 3.0)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                for p in reversed(tree(self.proc.pid)):
+                    with contextlib.suppress(OSError):
+                        os.kill(p, signal.SIGKILL)
+                self.proc.wait(5)
+        self.logfile.close()
+
+
+class LoadGen:
+    def __init__(self, port: int, paths_file: Path) -> None:
+        self.proc = subprocess.Popen(
+            pinned(
+                CLIENT_CORE,
+                [
+                    str(BENCH_PY),
+                    str(BENCH / "loadgen.py"),
+                    "--port",
+                    str(port),
+                    "--paths",
+                    str(paths_file),
+                ],
+            ),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.hello = self._read(30)
+
+    def _read(self, timeout: float) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not ready:
+            raise TimeoutError("load generator did not answer")
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("load generator exited")
+        return json.loads(line)  # type: ignore[no-any-return]
+
+    def cmd(self, wait: float = 120, **cmd: Any) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        return self._read(wait)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError, TimeoutError, RuntimeError, ValueError):
+            self.cmd(wait=10, cmd="close")
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.scale = dict(SCALES[args.scale])
+        if args.repeat:
+            self.scale["repeat"] = args.repeat
+        for item in args.set or ():
+            key, _, value = item.partition("=")
+            if key not in self.scale:
+                raise SystemExit(f"--set: unknown parameter {key}; one of {sorted(self.scale)}")
+            self.scale[key] = json.loads(value)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.work = Path(args.work or f"/tmp/sse-bench-{stamp}")
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.redis = Redis(self.work)
+        self.seq = 0
+        self.paths: dict[str, Path] = {}
+        self.results: list[dict[str, Any]] = []
+
+    # -- fixtures ---------------------------------------------------------------
+
+    def ours_env(self) -> dict[str, str]:
+        return {
+            "DJANGO_SETTINGS_MODULE": "bench.settings",
+            "DATABASE_URL": f"sqlite:///{self.work}/bench.sqlite3",
+            "REDIS_URL": self.redis.url + self.args.ours_redis_query,
+            "DJANGO_DEBUG": "0",
+            "DJANGO_SECRET_KEY": "bench-only-not-secret-0123456789abcdefghijklmnopqrstuvwxyz",
+            "JWT_ACCESS_SECONDS": str(6 * 3600),
+            "PYTHONPATH": str(ROOT),
+            **(
+                {"BENCH_PATCHES": self.args.patches, "BENCH_GC_LOG": str(self.work / "gc.jsonl")}
+                if self.args.patches
+                else {}
+            ),
+        }
+
+    def es_env(self) -> dict[str, str]:
+        return {
+            "DJANGO_SETTINGS_MODULE": "bench.peers.eventstream_site.settings",
+            "EVENTSTREAM_DB": str(self.work / "eventstream.sqlite3"),
+            "REDIS_URL": self.redis.url,
+            "PYTHONPATH": str(ROOT),
+        }
+
+    def fixtures(self, n: int) -> None:
+        env = {**os.environ, **self.ours_env()}
+        log(f"fixtures: migrate + {n} sessions")
+        subprocess.run(
+            [str(MAIN_PY), "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True
+        )
+        self.paths["ours"] = self.work / "paths-ours.json"
+        subprocess.run(
+            [str(MAIN_PY), str(BENCH / "setup_ours.py"), str(n), str(self.paths["ours"])],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        es = {**os.environ, **self.es_env()}
+        subprocess.run(
+            [str(BENCH_PY), "-m", "django", "migrate", "-v", "0"], cwd=ROOT, env=es, check=True
+        )
+        names = [f"s{i:05d}" for i in range(n)]
+        self.paths["starlette"] = self.work / "paths-starlette.json"
+        self.paths["starlette"].write_text(json.dumps([f"/events/{s}" for s in names]))
+        self.paths["eventstream"] = self.work / "paths-eventstream.json"
+        self.paths["eventstream"].write_text(json.dumps([f"/events/{s}/" for s in names]))
+
+    def systems(self) -> dict[str, System]:
+        uv = [
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "{port}",
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "--backlog",
+            "8192",
+            "--timeout-graceful-shutdown",
+            "3",
+        ]
+        daphne = ["-b", "127.0.0.1", "-p", "{port}", "-v", "0"]
+        ours = self.ours_env()
+        return {
+            "ours-uvicorn": System(
+                "ours-uvicorn",
+                MAIN_PY,
+                ["-m", "uvicorn", "agent_backend.asgi:application", *uv],
+                ours,
+                "ours",
+                "ours",
+                ours=True,
+            ),
+            "ours-daphne": System(
+                "ours-daphne",
+                MAIN_PY,
+                ["-m", "daphne", *daphne, "agent_backend.asgi:application"],
+                ours,
+                "ours",
+                "ours",
+                ours=True,
+            ),
+            "ours-uvicorn-2w": System(
+                "ours-uvicorn-2w",
+                MAIN_PY,
+                ["-m", "uvicorn", "agent_backend.asgi:application", *uv, "--workers", "2"],
+                ours,
+                "ours",
+                "ours",
+                ours=True,
+                workers=2,
+                notes=["2 workers share core 0 (core 1 is the generator's)"],
+            ),
+            "sse-starlette": System(
+                "sse-starlette",
+                BENCH_PY,
+                ["-m", "uvicorn", "bench.peers.starlette_app:app", *uv],
+                {"REDIS_URL": self.redis.url, "PYTHONPATH": str(ROOT)},
+                "starlette",
+                "starlette",
+            ),
+            "django-eventstream": System(
+                "django-eventstream",
+                BENCH_PY,
+                ["-m", "daphne", *daphne, "bench.peers.eventstream_site.asgi:application"],
+                self.es_env(),
+                "eventstream",
+                "eventstream",
+            ),
+        }
+
+    # -- helpers ----------------------------------------------------------------
+
+    def publish(
+        self,
+        system: System,
+        rate: float,
+        secs: float,
+        sessions: int,
+        background: bool = False,
+        prime: bool = False,
+    ) -> Any:
+        path = self.work / f"pub-{self.seq}.bin"
+        env = {
+            **os.environ,
+            **(
+                self.ours_env()
+                if system.publisher == "ours"
+                else self.es_env()
+                if system.publisher == "eventstream"
+                else {"REDIS_URL": self.redis.url}
+            ),
+        }
+        python = MAIN_PY if system.publisher == "ours" else BENCH_PY
+        argv = pinned(
+            CLIENT_CORE,
+            [
+                str(python),
+                str(BENCH / "publisher.py"),
+                "--system",
+                system.publisher,
+                "--redis-url",
+                self.redis.url,
+                "--rate",
+                str(rate),
+                "--seconds",
+                str(secs),
+                "--sessions",
+                str(sessions),
+                "--seq-start",
+                str(self.seq),
+                "--log",
+                str(path),
+                *(["--prime"] if prime else []),
+            ],
+        )
+        self.seq += 10_000_000
+        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+        if background:
+            return proc, path
+        return self.finish_publish(proc, secs), path
+
+    @staticmethod
+    def finish_publish(proc: subprocess.Popen[str], secs: float) -> dict[str, Any]:
+        out, _ = proc.communicate(timeout=secs * 4 + 60)
+        try:
+            return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+        except (IndexError, ValueError):
+            return {"published": 0, "errors": -1, "achieved_rate": 0}
+
+    def start(self, system: System) -> tuple[Server, LoadGen]:
+        self.redis.flush()
+        server = Server(system, self.work)
+        gen = LoadGen(server.port, self.paths[system.paths])
+        return server, gen
+
+    def record(self, system: System, scenario: str, **data: Any) -> dict[str, Any]:
+        row = {"system": system.name, "scenario": scenario, **data}
+        self.results.append(row)
+        log(f"{system.name} {scenario}: {json.dumps(data)}")
+        return row
+
+    # -- scenarios --------------------------------------------------------------
+
+    def idle(self, system: System) -> None:
+        sizes = list(self.scale["idle"]) + (self.scale["idle_ours_extra"] if system.ours else [])
+        for n in sizes:
+            server, gen = self.start(system)
+            try:
+                gen.cmd(cmd="connect", n=10, timeout=30)
+                gen.cmd(cmd="drop", n=10)
+                time.sleep(1.0)
+                before = rss_kb(server.pid)
+                conn = gen.cmd(cmd="connect", n=n, concurrency=256, timeout=120, wait=180)
+                time.sleep(2.0)
+                after = rss_kb(server.pid)
+                self.record(
+                    system,
+                    "idle",
+                    n=n,
+                    connected=conn["connected"],
+                    connect_secs=conn["secs"],
+                    rss_before_mb=round(before / 1024, 1),
+                    rss_after_mb=round(after / 1024, 1),
+                    kb_per_conn=round((after - before) / max(1, conn["connected"]), 2),
+                    errors=conn["errors"],
+                )
+            finally:
+                gen.close()
+                server.stop()
+
+    def _rate_phase(
+        self, system: System, server: Server, gen: LoadGen, n: int, rate: float, secs: float
+    ) -> dict[str, Any]:
+        gen.cmd(cmd="reset")
+        cpu0 = cpu_secs(server.pid)
+        pub, path = self.publish(system, rate, secs, n)
+        got = gen.cmd(cmd="collect", log=str(path), drain=3.0, wait=60)
+        cpu = cpu_secs(server.pid) - cpu0
+        delivered = got["delivered"]
+        ok = got["lost"] == 0 and got["p99_ms"] is not None and got["p99_ms"] < 50
+        return {
+            "n": n,
+            "rate": rate,
+            "achieved_rate": pub.get("achieved_rate"),
+            "published": pub.get("published"),
+            "delivered": delivered,
+            "lost": got["lost"],
+            "dups": got["dups"],
+            "p50_ms": got["p50_ms"],
+            "p99_ms": got["p99_ms"],
+            "max_ms": got["max_ms"],
+            "server_cpu_s": round(cpu, 3),
+            "cpu_s_per_1k": round(cpu / delivered * 1000, 4) if delivered else None,
+            "rss_mb": round(rss_kb(server.pid) / 1024, 1),
+            "ended": got["ended"],
+            "open": got["open"],
+            "pass_50ms": ok,
+            "publisher_bound": (pub.get("achieved_rate") or 0) < rate * 0.95,
+            "pub_errors": pub.get("errors"),
+        }
+
+    def rate(
+        self,
+        system: System,
+        n: int | None = None,
+        rates: list[float] | None = None,
+        scenario: str = "rate",
+    ) -> None:
+        n = n or self.scale["rate_conns"]
+        server, gen = self.start(system)
+        try:
+            conn = gen.cmd(cmd="connect", n=n, concurrency=256, timeout=120, wait=180)
+            time.sleep(2.0)
+            held = gen.cmd(cmd="status")
+            if held["open"] < n:
+                self.record(
+                    system,
+                    scenario,
+                    n=n,
+                    error=f"open {held['open']}/{n} after connect",
+                    connect=conn,
+                    status=held,
+                )
+            for r in rates or self.scale["rates"]:
+                self.record(
+                    system,
+                    scenario,
+                    **self._rate_phase(system, server, gen, n, r, self.scale["rate_secs"]),
+                )
+        finally:
+            gen.close()
+            server.stop()
+
+    def rate10k(self, system: System) -> None:
+        if system.ours:
+            self.rate(system, self.scale["rate_conns_extra"], [self.scale["extra_rate"]], "rate10k")
+
+    def max(self, system: System) -> None:
+        n = self.scale["rate_conns"]
+        server, gen = self.start(system)
+        best = 0.0
+        try:
+            gen.cmd(cmd="connect", n=n, concurrency=256, timeout=120, wait=180)
+            time.sleep(2.0)
+            for r in self.scale["ladder"]:
+                phase = self._rate_phase(system, server, gen, n, r, self.scale["rate_secs"])
+                log(
+                    f"{system.name} max @ {r}/s: p99={phase['p99_ms']} lost={phase['lost']} "
+                    f"achieved={phase['achieved_rate']}"
+                )
+                if not phase["pass_50ms"]:
+                    break
+                best = r
+                if phase["publisher_bound"]:
+                    break
+            self.record(
+                system,
+                "max",
+                n=n,
+                max_rate=best,
+                limited_by="publisher"
+                if phase["publisher_bound"] and phase["pass_50ms"]
+                else "server",
+                last=phase,
+            )
+        finally:
+            gen.close()
+            server.stop()
+
+    def storm(self, system: System) -> None:
+        k = self.scale["storm_clients"]
+        rate = self.scale["storm_rate"]
+        prime = k / rate  # one event to every session first: each client has an id
+        server, gen = self.start(system)
+        try:
+            gen.cmd(cmd="connect", n=k, concurrency=256, timeout=120, wait=180)
+            time.sleep(1.0)
+            gen.cmd(cmd="reset")
+            secs = prime + 5
+            proc, path = self.publish(system, rate, secs, k, background=True, prime=True)
+            time.sleep(prime + 1.0)
+            dropped = gen.cmd(cmd="drop", n=k)
+            time.sleep(1.0)
+            cpu0 = cpu_secs(server.pid)
+            again = gen.cmd(cmd="reconnect", n=k, timeout=60, wait=90)
+            pub = self.finish_publish(proc, secs)
+            report = gen.cmd(cmd="storm_report", log=str(path), drain=10.0, wait=60)
+            self.record(
+                system,
+                "storm",
+                clients=k,
+                rate=rate,
+                with_last_id=dropped["with_last_id"],
+                reconnected=again["connected"],
+                reconnect_secs=again["secs"],
+                published=pub.get("published"),
+                missed=report["missed"],
+                missed_while_away=report["missed_while_away"],
+                caught_up_secs=report["caught_up_secs"],
+                dups=report["dups"],
+                server_cpu_s=round(cpu_secs(server.pid) - cpu0, 3),
+                errors=report["errors"],
+            )
+        finally:
+            gen.close()
+            server.stop()
+
+    def perm(self, system: System) -> None:
+        if not system.ours or system.workers != 1:
+            return
+        probe = subprocess.run(
+            [
+                str(MAIN_PY),
+                "-c",
+                "import django; django.setup(); from permissions import arequest_permission",
+            ],
+            cwd=ROOT,
+            env={**os.environ, **self.ours_env()},
+            capture_output=True,
+        )
+        if probe.returncode != 0:
+            self.record(system, "perm", skipped="permissions.arequest_permission not available")
+            return
+        server = Server(system, self.work)
+        try:
+            n = self.scale["perm_sessions"]
+            env = {**os.environ, **self.ours_env()}
+            proc = subprocess.run(
+                pinned(
+                    CLIENT_CORE,
+                    [
+                        str(MAIN_PY),
+                        str(BENCH / "perm_roundtrip.py"),
+                        "--port",
+                        str(server.port),
+                        "--sessions",
+                        str(n),
+                        "--paths",
+                        str(self.paths["ours"]),
+                    ],
+                ),
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            try:
+                data = json.loads(proc.stdout.strip().splitlines()[-1])
+            except (IndexError, ValueError):
+                data = {"error": (proc.stderr or proc.stdout)[-500:]}
+            self.record(system, "perm", **data)
+        finally:
+            server.stop()
+
+    def run(self) -> None:
+        systems = self.systems()
+        names = self.args.systems.split(",") if self.args.systems else list(systems)
+        scenarios = self.args.scenarios.split(",") if self.args.scenarios else SCENARIOS
+        biggest = max(
+            [
+                *self.scale["idle"],
+                *self.scale["idle_ours_extra"],
+                self.scale["rate_conns"],
+                self.scale["rate_conns_extra"],
+            ]
+        )
+        self.fixtures(biggest)
+        for rep in range(self.scale["repeat"]):
+            for scenario in scenarios:
+                for name in names:
+                    log(f"== repeat {rep + 1}: {name} {scenario}")
+                    try:
+                        getattr(self, scenario)(systems[name])
+                    except Exception as exc:
+                        self.record(systems[name], scenario, error=repr(exc)[:300])
+
+    def save(self) -> Path:
+        meta = {
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+            "scale": self.args.scale,
+            "argv": sys.argv,
+            "machine": machine(),
+            "params": self.scale,
+        }
+        out = {"meta": meta, "results": self.results}
+        path = self.work / "results.json"
+        path.write_text(json.dumps(out, indent=1))
+        (BENCH / "results").mkdir(exist_ok=True)
+        shutil.copy(path, BENCH / "results" / f"latest-{self.args.scale}.json")
+        return path
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = Path("/proc/meminfo").read_text().split("\n", 1)[0].split()[1]
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "mem_gib": round(int(mem) / 2**20, 1),
+        "kernel": os.uname().release,
+        "python": sys.version.split()[0],
+        "load": os.getloadavg(),
+    }
+
+
+# -- the table ----------------------------------------------------------------------
+
+
+def median(values: list[float]) -> float | None:
+    values = [v for v in values if v is not None]
+    return round(statistics.median(values), 4) if values else None
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    """Medians over repeats, one line per system and scenario point."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in results:
+        if "error" in row or "skipped" in row:
+            key = (row["scenario"], row["system"], "-")
+        elif row["scenario"] == "idle":
+            key = ("idle", row["system"], str(row["n"]))
+        elif row["scenario"] in ("rate", "rate10k"):
+            key = (row["scenario"], row["system"], f"{row['n']}c@{int(row['rate'])}/s")
+        else:
+            key = (row["scenario"], row["system"], "")
+        groups.setdefault(key, []).append(row)
+
+    lines = []
+    fmt = "{:<8} {:<20} {:<13} {}"
+    lines.append(fmt.format("scenario", "system", "point", "median of repeats"))
+    lines.append("-" * 100)
+    for (scenario, system, point), rows in sorted(groups.items()):
+
+        def m(k: str, rows: list[dict[str, Any]] = rows) -> Any:
+            return median([r.get(k) for r in rows])
+
+        if "error" in rows[0] or "skipped" in rows[0]:
+            text = rows[0].get("error") or rows[0].get("skipped")
+        elif scenario == "idle":
+            text = (
+                f"kB/conn {m('kb_per_conn')}  rss {m('rss_before_mb')}->{m('rss_after_mb')}"
+                f" MB  connected {m('connected')}  connect {m('connect_secs')} s"
+            )
+        elif scenario in ("rate", "rate10k"):
+            text = (
+                f"delivered {m('delivered')} lost {m('lost')}  p50 {m('p50_ms')} p99 "
+                f"{m('p99_ms')} max {m('max_ms')} ms  cpu/1k {m('cpu_s_per_1k')} s  "
+                f"pub {m('achieved_rate')}/s"
+            )
+        elif scenario == "max":
+            text = (
+                f"max rate {m('max_rate')}/s (p99<50ms, 0 lost)  limited by "
+                f"{rows[0].get('limited_by')}"
+            )
+        elif scenario == "storm":
+            text = (
+                f"missed {m('missed')} (while away {m('missed_while_away')})  caught up "
+                f"{m('caught_up_secs')} s  reconnect {m('reconnect_secs')} s  "
+                f"dups {m('dups')}"
+            )
+        elif scenario == "perm":
+            text = f"p50 {m('p50_ms')} p99 {m('p99_ms')} ms  n {m('count')}  errors {m('errors')}"
+        else:
+            text = json.dumps(rows[0])
+        lines.append(fmt.format(scenario, system, point, text))
+    lines.extend(["", *ratios(results)])
+    return "\n".join(lines)
+
+
+def ratios(results: list[dict[str, Any]]) -> list[str]:
+    """ours/peer for CPU per delivered event and memory per idle connection."""
+
+    def med(system: str, scenario: str, key: str, **match: Any) -> float | None:
+        return median(
+            [
+                r.get(key)
+                for r in results
+                if r["system"] == system
+                and r["scenario"] == scenario
+                and "error" not in r
+                and all(r.get(k) == v for k, v in match.items())
+            ]
+        )
+
+    out = ["ratios ours-uvicorn / peer (targets: cpu <= 0.5, memory <= 0.9 of sse-starlette)"]
+    for peer in ("sse-starlette", "django-eventstream"):
+        for rate in sorted({r["rate"] for r in results if r["scenario"] == "rate"}):
+            a = med("ours-uvicorn", "rate", "cpu_s_per_1k", rate=rate)
+            b = med(peer, "rate", "cpu_s_per_1k", rate=rate)
+            if a and b:
+                out.append(f"  cpu/event @ {int(rate)}/s  vs {peer}: {a / b:.2f}")
+        for n in sorted({r["n"] for r in results if r["scenario"] == "idle"}):
+            a = med("ours-uvicorn", "idle", "kb_per_conn", n=n)
+            b = med(peer, "idle", "kb_per_conn", n=n)
+            if a and b:
+                out.append(f"  memory/idle conn @ {n}  vs {peer}: {a / b:.2f}")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--scale", choices=sorted(SCALES), default="full")
+    parser.add_argument("--systems", help="comma-separated; default all")
+    parser.add_argument("--scenarios", help=f"comma-separated of {','.join(SCENARIOS)}")
+    parser.add_argument("--repeat", type=int, help="override the scale's repeat count")
+    parser.add_argument("--work", help="work directory (default /tmp/sse-bench-<time>)")
+    parser.add_argument(
+        "--ours-redis-query",
+        default="",
+        help="appended to our REDIS_URL, e.g. '?max_connections=20000'",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=JSON",
+        help="override a scale parameter, e.g. --set 'idle=[1000]'",
+    )
+    parser.add_argument(
+        "--patches",
+        default="",
+        help="experiments on our server (bench/patches): gcstats,auth,executor,freeze",
+    )
+    parser.add_argument("--table", help="print the table of a saved results.json and exit")
+    args = parser.parse_args()
+    if args.table:
+        print(table(json.loads(Path(args.table).read_text())["results"]))
+        return
+    if os.cpu_count() and os.cpu_count() < 2:  # type: ignore[operator]
+        raise SystemExit("needs 2 cores: servers on core 0, generator + Redis on core 1")
+    ensure_venv()
+    bench = Bench(args)
+    try:
+        bench.run()
+    finally:
+        bench.redis.stop()
+        path = bench.save()
+    print(table(bench.results))
+    print(f"\nresults: {path}")
+
+
+if __name__ == "__main__":
+    main()
