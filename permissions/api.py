@@ -12,16 +12,14 @@ import asyncio
 import json
 import logging
 import math
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 
-from asgiref.sync import sync_to_async
-from django.db import close_old_connections
 from django.utils import timezone
 
 from sse import notifier
+from sse.db import database_sync_to_async
 from sse.exceptions import SSEError
 from sse.models import StreamSession
 from sse.subscriptions import Subscription, subscribe
@@ -122,7 +120,7 @@ async def arequest_permission(
     # after it is written reaches us.
     async with subscribe(session_id) as subscription:
         opening = asyncio.ensure_future(
-            _database(_open)(session_id, tool_name, arguments, description, seconds)
+            database_sync_to_async(_open)(session_id, tool_name, arguments, description, seconds)
         )
         try:
             request = await asyncio.shield(opening)
@@ -159,23 +157,6 @@ def _check(tool_name: object, arguments: object, description: object, timeout: o
     ):
         raise InvalidPermissionRequest(f"timeout must be a positive number, not {timeout!r}")
     return float(seconds)
-
-
-def _database(func: Callable[P, R]) -> Callable[P, Awaitable[R]]:
-    """ORM work from async code, as ``channels.db.database_sync_to_async``.
-
-    Not thread-sensitive: a sync caller may be blocking asgiref's shared
-    thread while it waits for us, so using that thread would deadlock.
-    """
-
-    def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        close_old_connections()
-        try:
-            return func(*args, **kwargs)
-        finally:
-            close_old_connections()
-
-    return sync_to_async(run, thread_sensitive=False)
 
 
 def _open(
@@ -218,7 +199,9 @@ async def _wait(subscription: Subscription, request: PermissionRequest) -> Decis
     event_id = await notifier.asend(
         request.session_id, "permission_request", request.request_message()
     )
-    await _database(PermissionRequest.objects.filter(pk=request.pk).update)(event_id=event_id)
+    await database_sync_to_async(PermissionRequest.objects.filter(pk=request.pk).update)(
+        event_id=event_id
+    )
     loop = asyncio.get_running_loop()
     deadline = loop.time() + (request.expires_at - timezone.now()).total_seconds()
     next_check = loop.time() + RECHECK_INTERVAL
@@ -237,15 +220,15 @@ async def _wait(subscription: Subscription, request: PermissionRequest) -> Decis
         else:
             await asyncio.sleep(max(0.0, min(deadline, next_check) - now))
         if cleared or loop.time() >= next_check:
-            decision = await _database(_decision)(request.pk)
+            decision = await database_sync_to_async(_decision)(request.pk)
             if decision is not None:
                 return decision
             next_check = loop.time() + (RECHECK_INTERVAL if listening else POLL_INTERVAL)
-    if await _database(request.expire)():
+    if await database_sync_to_async(request.expire)():
         await _announce(request)
         return Decision.of(request)
     # Decided between our last look and the deadline: that decision stands.
-    decision = await _database(_decision)(request.pk)
+    decision = await database_sync_to_async(_decision)(request.pk)
     assert decision is not None
     return decision
 
@@ -270,7 +253,7 @@ async def _abandon(request: PermissionRequest, exc: BaseException | None) -> Non
         reason = "The agent stopped waiting."
     else:
         reason = f"The request failed: {type(exc).__name__}: {exc}"[:1000]
-    if await _database(request.cancel)(reason):
+    if await database_sync_to_async(request.cancel)(reason):
         await _announce(request)
 
 

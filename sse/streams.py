@@ -8,7 +8,6 @@ import time
 import weakref
 from collections.abc import AsyncIterator
 
-from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 from rest_framework import exceptions
 
@@ -17,6 +16,7 @@ from .auth import SessionNotFound, authorize_stream
 from .brokers import Broker, get_broker
 from .conf import conf
 from .connection import ZERO, Connection
+from .db import database_sync_to_async, release_request_thread
 from .errors import error_response
 from .events import EventKey, format_id, is_valid_session_id, parse_id, render_unnumbered
 from .events import retry_frame as render_retry
@@ -41,7 +41,7 @@ async def events(request: HttpRequest, session_id: str) -> HttpResponseBase:
             400, "invalid_last_event_id", "Last-Event-ID must be an event id like 1732456789123-0."
         )
     try:
-        _, expires_at = await sync_to_async(authorize_stream)(request, session_id)
+        _, expires_at = await database_sync_to_async(authorize_stream)(request, session_id)
     except exceptions.APIException as exc:
         code = (
             "not_authenticated"
@@ -104,6 +104,7 @@ async def _stream(
     loop = conn.loop
     session_id = conn.session_id
     conn.task = asyncio.current_task()
+    release_request_thread()
     interval = conf.HEARTBEAT_INTERVAL
     expires = loop.time() + (expires_at - time.time())
     try:
@@ -184,7 +185,7 @@ async def _catch_up(
     conn.live = True
     if backlog.has_providers():
         bound = read.newest or ZERO
-        for message in await sync_to_async(backlog.collect)(session_id):
+        for message in await database_sync_to_async(backlog.collect)(session_id):
             key = parse_id(message.event_id) if message.event_id else None
             if key is not None and (key > bound or key in replayed):
                 continue  # delivered by the replay above or by the live stream
