@@ -132,3 +132,39 @@ async def test_listener_reconnects_under_steady_publishing_without_loss(
         await broker.aclose()
     missing = [i for i in published if i not in set(got)]
     assert not missing, f"{len(missing)} of {len(published)} accepted events never delivered"
+
+
+@pytest.mark.redis
+async def test_a_silent_redis_is_pinged_then_dropped_and_reconnected(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Redis that stops answering (a frozen host, a dead link) is noticed
+    without any traffic: PING, then reconnect once it answers again."""
+    import os
+    import signal
+
+    from sse.brokers import listener as listener_module
+
+    monkeypatch.setattr(listener_module, "IDLE_PING", 0.2)
+    broker = RedisBroker(redis_server.url)
+    sid = f"silent-{uuid.uuid4().hex}"
+    loop = asyncio.get_running_loop()
+    conn = Connection(sid, 1000, loop)
+    await broker.attach(conn)
+    conn.live = True
+    listener = broker.listener(loop)
+    try:
+        os.kill(redis_server.pid, signal.SIGSTOP)
+        try:
+            await _until(lambda: not listener.connected, timeout=5)
+        finally:
+            os.kill(redis_server.pid, signal.SIGCONT)
+        await _until(
+            lambda: listener.connected and sid in listener._subs and listener._subs[sid].done(),
+            timeout=10,
+        )
+        event_id = broker.publish(sid, prepare(sid, "tool_status", {"n": 1}))
+        assert await _drain(conn, 0.5) == [event_id]
+    finally:
+        broker.detach(conn)
+        await broker.aclose()

@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 CHANNEL_PREFIX = b"sse_events:"
 CONNECT_TIMEOUT = 5.0
-# Silence longer than this on the socket triggers a PING; twice, a reconnect.
+# Silence this long on the socket triggers a PING; twice as long, a reconnect.
 IDLE_PING = 15.0
 MAX_BACKOFF = 5.0
 
@@ -67,6 +67,9 @@ class SessionListener:
         # While catching up after a reconnect: live events of each recovering
         # session, delivered after the events read from its buffer, in order.
         self._held: dict[str, list[Event]] = {}
+        self._reads = 0
+        self._pinged = False
+        self._watchdog: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
         if self._task is None:
@@ -197,41 +200,55 @@ class SessionListener:
     async def _receive(self, reader: asyncio.StreamReader) -> None:
         parser = hiredis.Reader()
         deliver = self.local.deliver
-        pinged = False
-        while True:
-            try:
-                async with asyncio.timeout(IDLE_PING):
-                    data = await reader.read(1 << 18)
-            except TimeoutError:
-                if pinged:
-                    raise
-                pinged = True
-                assert self._writer is not None
-                self._writer.write(_command(b"PING"))
-                continue
-            if not data:
-                raise EOFError("Redis closed the connection")
-            pinged = False
-            parser.feed(data)
-            reply = parser.gets()
-            while reply is not False:
-                if isinstance(reply, hiredis.ReplyError):
-                    raise ConnectionError(f"Redis replied with an error: {reply}")
-                kind = reply[0]
-                if kind == b"message":
-                    payload = reply[2]
-                    split = payload.index(b"\n")
-                    sid = self._sids.get(reply[1])
-                    if sid is not None:
-                        event = render(payload[:split], payload[split + 1 :])
-                        held = self._held.get(sid)
-                        if held is None:
-                            deliver(sid, [event])
-                        else:
-                            held.append(event)
-                elif kind == b"subscribe" or kind == b"unsubscribe":
-                    self._acknowledged(reply[1])
+        self._reads = 0
+        self._watch(self._reads - 1)
+        try:
+            while True:
+                data = await reader.read(1 << 18)
+                if not data:
+                    raise EOFError("Redis closed the connection")
+                self._reads += 1
+                parser.feed(data)
                 reply = parser.gets()
+                while reply is not False:
+                    if isinstance(reply, hiredis.ReplyError):
+                        raise ConnectionError(f"Redis replied with an error: {reply}")
+                    kind = reply[0]
+                    if kind == b"message":
+                        payload = reply[2]
+                        split = payload.index(b"\n")
+                        sid = self._sids.get(reply[1])
+                        if sid is not None:
+                            event = render(payload[:split], payload[split + 1 :])
+                            held = self._held.get(sid)
+                            if held is None:
+                                deliver(sid, [event])
+                            else:
+                                held.append(event)
+                    elif kind == b"subscribe" or kind == b"unsubscribe":
+                        self._acknowledged(reply[1])
+                    reply = parser.gets()
+        finally:
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+                self._watchdog = None
+
+    def _watch(self, reads_before: int) -> None:
+        """Every IDLE_PING seconds: a silent socket gets a PING, and is
+        dropped (so the listener reconnects) if it stays silent.  One timer
+        per listener instead of a timeout around every read."""
+        if self._writer is None:
+            return
+        if self._reads == reads_before:
+            if self._pinged:
+                logger.warning("SSE Redis listener: no answer to PING, reconnecting")
+                self._writer.transport.abort()
+                return
+            self._writer.write(_command(b"PING"))
+            self._pinged = True
+        else:
+            self._pinged = False
+        self._watchdog = self.loop.call_later(IDLE_PING, self._watch, self._reads)
 
     def _acknowledged(self, channel: bytes) -> None:
         expected = self._expect.get(channel)
