@@ -29,12 +29,16 @@ class SseConfig(AppConfig):
 
 
 def start_serving(loop: asyncio.AbstractEventLoop) -> None:
-    """Per serving process: stream shutdown handling, and the Redis listener."""
-    from . import shutdown
+    """Per serving process: stream shutdown handling, the Redis listener,
+    and start-up objects out of the garbage collector's way."""
+    from . import pauses, shutdown
     from .brokers import get_broker
     from .brokers.redis import RedisBroker
+    from .conf import conf
 
     shutdown.install()
+    if conf.GC_FREEZE:
+        pauses.freeze_start_up()
     broker = get_broker()
     if isinstance(broker, RedisBroker):
         broker.listener(loop)

@@ -73,6 +73,14 @@ def check_settings(**kwargs: Any) -> list[checks.CheckMessage]:
                 id="sse.E004",
             )
         )
+    if not isinstance(user.get("GC_FREEZE", True), bool):
+        errors.append(
+            checks.Error(
+                f"SSE['GC_FREEZE'] must be True or False, not {user['GC_FREEZE']!r}.",
+                hint="The default is True.",
+                id="sse.E006",
+            )
+        )
     access = user.get("SESSION_ACCESS", DEFAULTS["SESSION_ACCESS"])
     try:
         loaded = import_string(access) if isinstance(access, str) else None

@@ -19,6 +19,8 @@ DEFAULTS: dict[str, Any] = {
     "MAX_CONNECTIONS": 10000,
     "MAX_EVENT_BYTES": 64 * 1024,
     "SESSION_ACCESS": "sse.sessions.owner_or_staff",
+    # Keep long-lived objects out of full garbage collections (sse.pauses).
+    "GC_FREEZE": True,
 }
 
 
@@ -66,6 +68,10 @@ class Settings:
     @property
     def MAX_EVENT_BYTES(self) -> int:
         return int(self._get("MAX_EVENT_BYTES"))
+
+    @property
+    def GC_FREEZE(self) -> bool:
+        return bool(self._get("GC_FREEZE"))
 
     @property
     def SESSION_ACCESS(self) -> str:

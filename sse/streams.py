@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 from rest_framework import exceptions
 
-from . import backlog, shutdown
+from . import backlog, pauses, shutdown
 from .auth import SessionNotFound, authorize_stream
 from .brokers import Broker, get_broker
 from .conf import conf
@@ -81,6 +81,8 @@ async def events(request: HttpRequest, session_id: str) -> HttpResponseBase:
             headers={"Retry-After": retry_after},
         )
     shutdown.install()
+    if conf.GC_FREEZE:
+        pauses.stream_opened(conn.loop)
     conn.on_end = broker.detach
     stream = _stream(broker, conn, after, expires_at)
     # Release the connection even if the response is dropped before it starts.

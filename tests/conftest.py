@@ -375,6 +375,9 @@ def make_stack(request: pytest.FixtureRequest, settings: Any, live_db: None) -> 
     def make(kind: str, **sse: Any) -> Stack:
         settings.SSE = dict(sse)
         if kind == "memory":
+            # The server shares this process: freezing would hide the
+            # suite's own garbage from the collector.
+            settings.SSE.setdefault("GC_FREEZE", False)
             from sse.brokers import get_broker
 
             server = request.getfixturevalue("inprocess_server")

@@ -47,3 +47,9 @@ def test_e004_redis_url(value: object) -> None:
 @pytest.mark.parametrize("value", ["sse.nope.nothing", "sse.conf.DEFAULTS", 5])
 def test_e005_session_access(value: object) -> None:
     assert ids({"SESSION_ACCESS": value}) == ["sse.E005"]
+
+
+@pytest.mark.parametrize("value", [1, "yes", None])
+def test_e006_gc_freeze(value: object) -> None:
+    assert ids({"GC_FREEZE": value}) == ["sse.E006"]
+    assert ids({"GC_FREEZE": False}) == []
