@@ -911,7 +911,7 @@ def main() -> None:
     parser.add_argument(
         "--patches",
         default="",
-        help="experiments on our server (bench/patches): gcstats,auth,executor,freeze",
+        help="instrumentation of our server (bench/patches): gcstats",
     )
     parser.add_argument("--table", help="print the table of a saved results.json and exit")
     args = parser.parse_args()
