@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
+from sse.conf import AppSettings
 
 DEFAULTS: dict[str, Any] = {
     # Seconds an agent waits for a person before the request expires.
@@ -20,14 +20,9 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-class Settings:
-    @property
-    def _user(self) -> dict[str, Any]:
-        value = getattr(settings, "PERMISSIONS", {})
-        return value if isinstance(value, dict) else {}
-
-    def _get(self, name: str) -> Any:
-        return self._user.get(name, DEFAULTS[name])
+class Settings(AppSettings):
+    setting_name = "PERMISSIONS"
+    defaults = DEFAULTS
 
     @property
     def TIMEOUT(self) -> float:

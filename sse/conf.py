@@ -24,15 +24,23 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-class Settings:
+class AppSettings:
+    """One settings dict (``setting_name``), read lazily with ``defaults``;
+    the ``permissions`` app reads its own dict the same way."""
+
+    setting_name = "SSE"
+    defaults = DEFAULTS
+
     @property
     def _user(self) -> dict[str, Any]:
-        value = getattr(settings, "SSE", {})
+        value = getattr(settings, self.setting_name, {})
         return value if isinstance(value, dict) else {}
 
     def _get(self, name: str) -> Any:
-        return self._user.get(name, DEFAULTS[name])
+        return self._user.get(name, self.defaults[name])
 
+
+class Settings(AppSettings):
     @property
     def REDIS_URL(self) -> str | None:
         return self._get("REDIS_URL") or None
