@@ -43,4 +43,3 @@ def gc_stats(path: str) -> None:
         )
 
     gc.callbacks.append(callback)
-
