@@ -266,3 +266,25 @@ async def test_the_listener_runs_before_any_stream_opens(
     health = f"{server.base_url}/agent_backend/api/sse/health/{sid}"
     auth = {"Authorization": f"Bearer {token}"}
     await _eventually(lambda: httpx.get(health, headers=auth).json()["data"]["listener_running"])
+
+
+async def test_open_streams_hold_no_thread_each(
+    make_stack: MakeStack, make_user: MakeUser, make_session: MakeSession
+) -> None:
+    stack = make_stack("redis", MAX_CONNECTIONS_PER_SESSION=50)
+    user, token = make_user()
+    sid = make_session(user).session_id
+    pid = stack.server.pid
+
+    def threads() -> int:
+        return len(os.listdir(f"/proc/{pid}/task"))
+
+    streams = [await stack.open(sid, token) for _ in range(40)]
+    try:
+        for stream in streams:
+            await until_connected(stream)
+        # The event loop, the listener's pools and a fixed set of workers.
+        assert threads() < 30
+    finally:
+        for stream in streams:
+            await stream.aclose()
