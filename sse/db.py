@@ -42,8 +42,8 @@ def release_request_thread() -> None:
     """
     context = SyncToAsync.thread_sensitive_context.get(None)
     executors = getattr(SyncToAsync, "context_to_thread_executor", None)
-    if context is None or executors is None:
-        return
+    if context is None or executors is None or getattr(context, "_executor", None):
+        return  # no context, or its thread is pooled (sse.asgi): nothing to release
     executor = executors.pop(context, None)
     if executor is not None:
         executor.shutdown(wait=False)
