@@ -71,8 +71,15 @@ TEMPLATES = [
 
 
 def _database(url: str | None) -> dict[str, object]:
+    # Persistent connections: every thread that runs ORM code is one of a
+    # fixed set (asgi.py serves with sse.asgi; streams use the shared pool),
+    # so connections stay bounded while each connect skips opening one.
     config: dict[str, object] = dict(
-        dj_database_url.parse(url or f"sqlite:///{BASE_DIR / 'db.sqlite3'}", conn_max_age=0)
+        dj_database_url.parse(
+            url or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+            conn_max_age=60,
+            conn_health_checks=True,
+        )
     )
     if config["ENGINE"] == "django.db.backends.sqlite3":
         # Several processes (workers, agents, management commands) share the
