@@ -43,11 +43,8 @@ async def events(request: HttpRequest, session_id: str) -> HttpResponseBase:
     try:
         _, expires_at = await database_sync_to_async(authorize_stream)(request, session_id)
     except exceptions.APIException as exc:
-        code = (
-            "not_authenticated"
-            if isinstance(exc, exceptions.NotAuthenticated)
-            else ("token_invalid")
-        )
+        missing = isinstance(exc, exceptions.NotAuthenticated)
+        code = "not_authenticated" if missing else "token_invalid"
         return error_response(
             401, code, _detail(exc), headers={"WWW-Authenticate": 'Bearer realm="api"'}
         )
@@ -74,23 +71,36 @@ async def events(request: HttpRequest, session_id: str) -> HttpResponseBase:
             headers={"Retry-After": retry_after},
         )
     except BrokerUnavailable:
-        return error_response(
-            503,
-            "broker_unavailable",
-            "The event broker is unavailable.",
-            headers={"Retry-After": retry_after},
-        )
+        return _broker_unavailable(retry_after)
+    try:
+        # Read before saying "connected": from then on, nothing is missed.
+        first, sent = await _catch_up(broker, conn, after)
+    except BrokerUnavailable:
+        broker.detach(conn)
+        return _broker_unavailable(retry_after)
+    except BaseException:
+        broker.detach(conn)
+        raise
     shutdown.install()
     if conf.GC_FREEZE:
         pauses.stream_opened(conn.loop)
     conn.on_end = broker.detach
-    stream = _stream(broker, conn, after, expires_at)
+    stream = _stream(broker, conn, first, after, sent, expires_at)
     # Release the connection even if the response is dropped before it starts.
     weakref.finalize(stream, broker.detach, conn)
     response = StreamingHttpResponse(stream, content_type="text/event-stream; charset=utf-8")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return response
+
+
+def _broker_unavailable(retry_after: str) -> HttpResponseBase:
+    return error_response(
+        503,
+        "broker_unavailable",
+        "The event broker is unavailable.",
+        headers={"Retry-After": retry_after},
+    )
 
 
 def _detail(exc: exceptions.APIException) -> str:
@@ -101,7 +111,12 @@ def _detail(exc: exceptions.APIException) -> str:
 
 
 async def _stream(
-    broker: Broker, conn: Connection, after: EventKey | None, expires_at: float
+    broker: Broker,
+    conn: Connection,
+    first: bytes,
+    after: EventKey | None,
+    sent: EventKey,
+    expires_at: float,
 ) -> AsyncIterator[bytes]:
     loop = conn.loop
     session_id = conn.session_id
@@ -110,8 +125,6 @@ async def _stream(
     interval = conf.HEARTBEAT_INTERVAL
     expires = loop.time() + (expires_at - time.time())
     try:
-        # Read before saying "connected": from then on, nothing is missed.
-        chunk, sent = await _catch_up(broker, conn, after)
         yield (
             render_retry(conf.RETRY_MS)
             + render_unnumbered(
@@ -119,7 +132,7 @@ async def _stream(
                 session_id,
                 {"heartbeat_interval": interval, "last_event_id": after and format_id(after)},
             )
-            + chunk
+            + first
         )
         next_beat = loop.time() + interval
         while True:
