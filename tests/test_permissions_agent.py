@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pytest
@@ -22,22 +21,11 @@ from permissions.policies import PolicyDecision, PolicyRequest
 from sse.exceptions import EventTooLarge, InvalidSessionId
 from sse.subscriptions import Subscription, subscribe
 from tests.conftest import MakeSession, MakeUser
+from tests.permissions_support import orm, published_pending
 
 T = TypeVar("T")
 
 pytestmark = pytest.mark.usefixtures("live_db")
-
-
-async def orm(work: Callable[[], T]) -> T:
-    """ORM work from the test's event loop (its thread may not use the ORM)."""
-
-    def run() -> T:
-        try:
-            return work()
-        finally:
-            connections.close_all()
-
-    return await asyncio.to_thread(run)
 
 
 async def answer(token: str, session_id: str, body: dict[str, Any]) -> tuple[int, Any]:
@@ -54,23 +42,6 @@ async def answer(token: str, session_id: str, body: dict[str, Any]) -> tuple[int
         return response.status_code, response.json()
 
     return await asyncio.to_thread(post)
-
-
-async def published_pending(session_id: str, count: int = 1) -> list[PermissionRequest]:
-    """The session's pending requests, once ``count`` of them have been published."""
-    deadline = time.monotonic() + 10
-    while True:
-        rows = await orm(
-            lambda: list(
-                PermissionRequest.objects.filter(session_id=session_id, status="pending")
-                .exclude(event_id="")
-                .order_by("requested_at", "id")
-            )
-        )
-        if len(rows) >= count:
-            return rows
-        assert time.monotonic() < deadline, f"{count} published requests expected, got {rows}"
-        await asyncio.sleep(0.02)
 
 
 async def messages(tab: Subscription, *types: str, timeout: float = 5) -> list[dict[str, Any]]:

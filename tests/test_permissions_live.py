@@ -15,11 +15,11 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from django.db import connections
 
 from permissions.models import PermissionRequest
 from sse.testing import EventStream, SSEEvent, open_stream
 from tests.conftest import MakeSession, MakeUser, ServerFactory
+from tests.permissions_support import orm, published_pending
 from tests.servers import ROOT, ASGIServer, RedisServer, database_url
 
 T = TypeVar("T")
@@ -91,32 +91,6 @@ async def decision_of(agent: subprocess.Popen[str], timeout: float = 30) -> dict
     assert agent.returncode == 0, err
     result: dict[str, Any] = json.loads(out)
     return result
-
-
-async def orm(work: Callable[[], T]) -> T:
-    def run() -> T:
-        try:
-            return work()
-        finally:
-            connections.close_all()
-
-    return await asyncio.to_thread(run)
-
-
-async def published_pending(session_id: str, count: int = 1) -> list[PermissionRequest]:
-    deadline = time.monotonic() + 30
-    while True:
-        rows = await orm(
-            lambda: list(
-                PermissionRequest.objects.filter(session_id=session_id, status="pending")
-                .exclude(event_id="")
-                .order_by("requested_at", "id")
-            )
-        )
-        if len(rows) >= count:
-            return rows
-        assert time.monotonic() < deadline, f"{count} published requests expected, got {rows}"
-        await asyncio.sleep(0.05)
 
 
 def tab(server: ASGIServer, session_id: str, token: str, **headers: str) -> Any:
