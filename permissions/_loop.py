@@ -9,6 +9,7 @@ one of each instead of a thousand.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import threading
 from collections.abc import Callable, Coroutine
@@ -18,6 +19,8 @@ T = TypeVar("T")
 
 # How long an interrupted caller waits for its request to be marked cancelled.
 CANCEL_GRACE = 10.0
+# How often a blocked caller wakes up to let signal handlers run.
+SIGNAL_CHECK = 0.2
 
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
@@ -57,7 +60,15 @@ def run_blocking(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
     future = asyncio.run_coroutine_threadsafe(run(), _waiting_loop())
     try:
-        return future.result()
+        while True:
+            # Wake up now and then: the kernel may hand SIGTERM/SIGINT to
+            # another thread, and Python runs the handler only once the main
+            # thread executes again; an endless wait would never run it.
+            try:
+                return future.result(timeout=SIGNAL_CHECK)
+            except concurrent.futures.TimeoutError:
+                if future.done():
+                    raise  # the work itself timed out
     except BaseException:
         future.cancel()
         finished.wait(CANCEL_GRACE)
