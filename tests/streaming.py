@@ -19,6 +19,12 @@ from sse.testing import EventStream, SSEEvent, open_stream
 EVENTS_PATH = "/agent_backend/api/sse/events/"
 
 
+def events_url(base_url: str, session_id: str, token: str | None = None, **params: str) -> str:
+    """The stream URL of a session on a server (``base_url`` may be "")."""
+    query = {"token": token, **params} if token is not None else params
+    return f"{base_url}{EVENTS_PATH}{session_id}" + ("?" + urlencode(query) if query else "")
+
+
 @dataclass
 class Stack:
     """Where streams are read (``base_url``) and how events are published."""
@@ -29,10 +35,7 @@ class Stack:
     server: Any
 
     def events_url(self, session_id: str, token: str | None = None, **params: str) -> str:
-        query = {"token": token, **params} if token is not None else params
-        return f"{self.base_url}{EVENTS_PATH}{session_id}" + (
-            "?" + urlencode(query) if query else ""
-        )
+        return events_url(self.base_url, session_id, token, **params)
 
     def publish(self, session_id: str, type: str = "tool_status", data: Any = None) -> str:
         return self.broker.publish(session_id, prepare(session_id, type, data))

@@ -17,7 +17,7 @@ from sse.exceptions import BrokerUnavailable
 from sse.testing import open_stream
 from tests.conftest import MakeSession, MakeUser, ServerFactory
 from tests.servers import ROOT, RedisServer, database_url
-from tests.streaming import MakeStack, collect_types, raw_get, until_connected
+from tests.streaming import MakeStack, collect_types, events_url, raw_get, until_connected
 
 pytestmark = [pytest.mark.redis, pytest.mark.usefixtures("live_db")]
 
@@ -47,7 +47,7 @@ async def test_publish_in_one_process_receive_in_two_others(
     second = server_factory("redis", name="second")
     user, token = make_user()
     sid = make_session(user).session_id
-    path = f"/agent_backend/api/sse/events/{sid}?token={token}"
+    path = events_url("", sid, token)
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
@@ -96,7 +96,7 @@ async def test_several_workers_behind_one_port(
     server = server_factory("redis", workers=2)
     user, token = make_user()
     sid = make_session(user).session_id
-    url = f"{server.base_url}/agent_backend/api/sse/events/{sid}?token={token}"
+    url = events_url(server.base_url, sid, token)
     streams = [await open_stream(url) for _ in range(6)]
     try:
         for stream in streams:
@@ -175,7 +175,7 @@ async def test_a_slow_client_is_cut_off_and_a_fast_one_keeps_receiving(
     health = f"{stack.base_url}/agent_backend/api/sse/health/{sid}"
     auth = {"Authorization": f"Bearer {token}"}
     port = int(stack.base_url.rsplit(":", 1)[1])
-    slow = raw_get("127.0.0.1", port, f"/agent_backend/api/sse/events/{sid}?token={token}")
+    slow = raw_get("127.0.0.1", port, events_url("", sid, token))
     try:
         async with stack.open(sid, token) as fast:
             await until_connected(fast)
@@ -209,7 +209,7 @@ async def test_sigterm_ends_open_streams_promptly(
     server = server_factory("redis", name="shutdown")
     user, token = make_user()
     sid = make_session(user).session_id
-    url = f"{server.base_url}/agent_backend/api/sse/events/{sid}?token={token}"
+    url = events_url(server.base_url, sid, token)
     async with open_stream(url) as one, open_stream(url) as two:
         await until_connected(one)
         await until_connected(two)
@@ -228,9 +228,7 @@ async def test_tokens_never_reach_the_server_log(
     server = server_factory("redis", name="logs")
     user, token = make_user()
     sid = make_session(user).session_id
-    async with open_stream(
-        f"{server.base_url}/agent_backend/api/sse/events/{sid}?token={token}"
-    ) as s:
+    async with open_stream(events_url(server.base_url, sid, token)) as s:
         await until_connected(s)
     httpx.get(f"{server.base_url}/agent_backend/api/sse/events/{sid}?token=bad.{token}")
     httpx.get(f"{server.base_url}/agent_backend/api/sse/events/other?x=1&token={token}")
@@ -249,7 +247,7 @@ async def test_daphne_serves_streams_too(
     server = server_factory("redis", server="daphne")
     user, token = make_user()
     sid = make_session(user).session_id
-    url = f"{server.base_url}/agent_backend/api/sse/events/{sid}?token={token}"
+    url = events_url(server.base_url, sid, token)
     async with open_stream(url) as stream:
         assert stream.status_code == 200
         await until_connected(stream)
