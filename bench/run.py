@@ -161,16 +161,22 @@ def tree(pid: int) -> list[int]:
     return out
 
 
-def cpu_secs(pid: int) -> float:
-    total = 0
+def cpu_times(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of the process tree."""
+    user = system = 0
     for p in tree(pid):
         try:
             with open(f"/proc/{p}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
+            user += int(fields[11])
+            system += int(fields[12])
         except (OSError, IndexError, ValueError):
             continue
-    return total / CLK_TCK
+    return user / CLK_TCK, system / CLK_TCK
+
+
+def cpu_secs(pid: int) -> float:
+    return sum(cpu_times(pid))
 
 
 def rss_kb(pid: int) -> int:
@@ -502,6 +508,17 @@ class Bench:
             return proc, path
         return self.finish_publish(proc, secs), path
 
+    def profile(
+        self, system: System, server: Server, point: str, secs: float
+    ) -> subprocess.Popen[bytes] | None:
+        """Start ``--profile`` against the server for a rate phase."""
+        if not self.args.profile:
+            return None
+        out = self.work / f"profile-{system.name}-{point}-{self.seq}"
+        cmd = self.args.profile.format(pid=server.pid, secs=int(secs), out=out)
+        log(f"profiling: {cmd}")
+        return subprocess.Popen(cmd, shell=True, cwd=ROOT)
+
     @staticmethod
     def finish_publish(proc: subprocess.Popen[str], secs: float) -> dict[str, Any]:
         out, _ = proc.communicate(timeout=secs * 4 + 60)
@@ -555,10 +572,15 @@ class Bench:
         self, system: System, server: Server, gen: LoadGen, n: int, rate: float, secs: float
     ) -> dict[str, Any]:
         gen.cmd(cmd="reset")
-        cpu0 = cpu_secs(server.pid)
+        user0, sys0 = cpu_times(server.pid)
+        profiler = self.profile(system, server, f"{n}c-{int(rate)}", secs)
         pub, path = self.publish(system, rate, secs, n)
+        if profiler is not None:
+            profiler.wait(timeout=secs + 120)
         got = gen.cmd(cmd="collect", log=str(path), drain=3.0, wait=60)
-        cpu = cpu_secs(server.pid) - cpu0
+        user1, sys1 = cpu_times(server.pid)
+        user, kernel = user1 - user0, sys1 - sys0
+        cpu = user + kernel
         delivered = got["delivered"]
         ok = got["lost"] == 0 and got["p99_ms"] is not None and got["p99_ms"] < 50
         return {
@@ -573,6 +595,8 @@ class Bench:
             "p99_ms": got["p99_ms"],
             "max_ms": got["max_ms"],
             "server_cpu_s": round(cpu, 3),
+            "server_user_s": round(user, 3),
+            "server_sys_s": round(kernel, 3),
             "cpu_s_per_1k": round(cpu / delivered * 1000, 4) if delivered else None,
             "rss_mb": round(rss_kb(server.pid) / 1024, 1),
             "ended": got["ended"],
@@ -912,6 +936,12 @@ def main() -> None:
         "--patches",
         default="",
         help="instrumentation of our server (bench/patches): gcstats",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="CMD",
+        help="run during each rate phase; {pid}, {secs} and {out} are filled in, e.g. "
+        "'bench/.venv/bin/py-spy record -p {pid} -d {secs} -f raw -o {out}.txt'",
     )
     parser.add_argument("--table", help="print the table of a saved results.json and exit")
     args = parser.parse_args()

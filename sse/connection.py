@@ -26,9 +26,12 @@ class Connection:
 
     __slots__ = (
         "__weakref__",
+        "_alarm",
         "_items",
+        "_rang",
         "_waiter",
         "_waiting",
+        "alarm_at",
         "counted",
         "ended",
         "live",
@@ -68,6 +71,12 @@ class Connection:
         # Called once when the connection ends, e.g. to leave the broker at
         # once rather than when the cancelled response is collected.
         self.on_end: Callable[[Connection], None] | None = None
+        # One timer per deadline (the next heartbeat), not one per wait: a
+        # stream that gets an event every few milliseconds would otherwise
+        # arm and cancel a timer for each.
+        self.alarm_at: float | None = None
+        self._alarm: asyncio.TimerHandle | None = None
+        self._rang = False
 
     def offer(self, event: Event) -> None:
         """Queue ``event`` unless it is a duplicate; runs on ``self.loop``."""
@@ -110,6 +119,25 @@ class Connection:
         if self.task is not None and not self.task.done():
             self.task.cancel()
 
+    def set_alarm(self, when: float) -> None:
+        """Make ``get()`` return at loop time ``when``, events or not."""
+        if self._alarm is not None:
+            self._alarm.cancel()
+        self.alarm_at = when
+        self._alarm = self.loop.call_at(when, self._ring)
+
+    def cancel_alarm(self) -> None:
+        if self._alarm is not None:
+            self._alarm.cancel()
+            self._alarm = None
+        self.alarm_at = None
+
+    def _ring(self) -> None:
+        self._alarm = None
+        self.alarm_at = None
+        self._rang = True
+        self._wake()
+
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None:
@@ -117,21 +145,26 @@ class Connection:
             if not waiter.done():
                 waiter.set_result(None)
 
-    async def get(self, timeout: float) -> list[Event] | None:
-        """Every queued event, waiting up to ``timeout`` seconds for the
-        first; None on timeout or when the connection has ended."""
-        if not self._items and self.ended is None:
+    async def get(self, timeout: float | None = None) -> list[Event] | None:
+        """Every queued event, waiting up to ``timeout`` seconds (without a
+        timeout: until the alarm) for the first; None on timeout, alarm, or
+        when the connection has ended."""
+        if not self._items and self.ended is None and not self._rang:
             waiter = self.loop.create_future()
             self._waiter = waiter
             self._waiting = True
-            handle = self.loop.call_later(max(timeout, 0.0), self._wake)
+            handle = (
+                None if timeout is None else self.loop.call_later(max(timeout, 0.0), self._wake)
+            )
             try:
                 await waiter
             finally:
-                handle.cancel()
+                if handle is not None:
+                    handle.cancel()
                 self._waiting = False
                 if self._waiter is waiter:
                     self._waiter = None
+        self._rang = False
         if not self._items or self.ended is not None:
             return None
         items = list(self._items)

@@ -88,10 +88,19 @@ async def events(request: HttpRequest, session_id: str) -> HttpResponseBase:
     stream = _stream(broker, conn, first, after, sent, expires_at)
     # Release the connection even if the response is dropped before it starts.
     weakref.finalize(stream, broker.detach, conn)
-    response = StreamingHttpResponse(stream, content_type="text/event-stream; charset=utf-8")
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"
-    return response
+    return EventStreamResponse(stream)
+
+
+class EventStreamResponse(StreamingHttpResponse):
+    """An open event stream.  Any ASGI handler serves it as a streaming
+    response; ``sse.asgi`` writes its chunks straight to the server, without
+    Django's per-chunk wrappers (``events`` is the stream's own iterator)."""
+
+    def __init__(self, events: AsyncIterator[bytes]) -> None:
+        super().__init__(events, content_type="text/event-stream; charset=utf-8")
+        self.events = events
+        self["Cache-Control"] = "no-cache"
+        self["X-Accel-Buffering"] = "no"
 
 
 def _broker_unavailable(retry_after: str) -> HttpResponseBase:
@@ -136,7 +145,10 @@ async def _stream(
         )
         next_beat = loop.time() + interval
         while True:
-            batch = await conn.get(min(next_beat, expires) - loop.time())
+            deadline = min(next_beat, expires)
+            if conn.alarm_at != deadline:
+                conn.set_alarm(deadline)
+            batch = await conn.get()
             if conn.ended is not None:
                 break
             if batch:
@@ -152,6 +164,7 @@ async def _stream(
                 yield render_unnumbered("heartbeat")
                 next_beat = now + interval
     finally:
+        conn.cancel_alarm()
         broker.detach(conn)
 
 

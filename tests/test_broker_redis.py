@@ -168,3 +168,41 @@ async def test_a_silent_redis_is_pinged_then_dropped_and_reconnected(
     finally:
         broker.detach(conn)
         await broker.aclose()
+
+
+@pytest.mark.redis
+async def test_listener_authenticates_with_the_url_credentials(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A REDIS_URL with a user and password works for live events; a wrong
+    password is reported, not retried silently."""
+    user, password = f"sse-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    with redis_server.client() as client:
+        client.acl_setuser(
+            user,
+            enabled=True,
+            passwords=[f"+{password}"],
+            keys=["*"],
+            channels=["*"],
+            commands=["+@all"],
+        )
+    port = redis_server.port
+    loop = asyncio.get_running_loop()
+    broker = RedisBroker(f"redis://{user}:{password}@127.0.0.1:{port}/0")
+    conn = Connection(f"auth-{uuid.uuid4().hex}", 1000, loop)
+    try:
+        await broker.attach(conn)
+        conn.live = True
+        event_id = broker.publish(conn.session_id, prepare(conn.session_id, "tool_status", {}))
+        assert await _drain(conn, 0.3) == [event_id]
+    finally:
+        broker.detach(conn)
+        await broker.aclose()
+
+    wrong = RedisBroker(f"redis://{user}:not-{password}@127.0.0.1:{port}/0")
+    try:
+        wrong.listener(loop)
+        await _until(lambda: "Redis AUTH failed" in caplog.text)
+        assert not wrong.listener(loop).connected
+    finally:
+        await wrong.aclose()

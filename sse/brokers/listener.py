@@ -18,6 +18,7 @@ import logging
 import random
 import ssl
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import hiredis
@@ -47,6 +48,65 @@ def _command(*args: bytes | str) -> bytes:
     return b"".join(parts)
 
 
+class _Subscriber(asyncio.Protocol):
+    """The listener's socket.  Replies are parsed and handled as the data
+    arrives, in the loop's I/O callback: no task wakes up per read."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.parser = hiredis.Reader()
+        self.transport: asyncio.Transport | None = None
+        # Set with the exception that ended the connection.
+        self.closed: asyncio.Future[None] = loop.create_future()
+        self.on_reply: Callable[[Any], None] = self._unexpected
+        self.reads = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.reads += 1
+        try:
+            self.parser.feed(data)
+            reply = self.parser.gets()
+            while reply is not False:
+                self.on_reply(reply)
+                reply = self.parser.gets()
+        except Exception as exc:
+            self._close(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._close(exc or EOFError("Redis closed the connection"))
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(data)
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    async def call(self, command: bytes) -> Any:
+        """Send a command before pub/sub and return its reply."""
+        replies: asyncio.Future[Any] = self.closed.get_loop().create_future()
+        self.on_reply = replies.set_result
+        self.write(command)
+        await asyncio.wait([replies, self.closed], return_when=asyncio.FIRST_COMPLETED)
+        self.on_reply = self._unexpected
+        if not replies.done():
+            self.closed.result()  # raises what closed the connection
+        return replies.result()
+
+    def _unexpected(self, reply: Any) -> None:
+        raise ConnectionError(f"unexpected reply from Redis: {reply!r}")
+
+    def _close(self, exc: BaseException) -> None:
+        if not self.closed.done():
+            self.closed.set_exception(exc)
+            self.closed.exception()  # retrieved: the listener may be gone
+        if self.transport is not None:
+            self.transport.abort()
+
+
 class SessionListener:
     def __init__(
         self, broker: RedisBroker, loop: asyncio.AbstractEventLoop, local: LocalSessions
@@ -56,7 +116,7 @@ class SessionListener:
         self.local = local
         self.connected = False
         self._connected = asyncio.Event()
-        self._writer: asyncio.StreamWriter | None = None
+        self._protocol: _Subscriber | None = None
         self._task: asyncio.Task[None] | None = None
         # The current subscription of each session: done once Redis confirmed it.
         self._subs: dict[str, asyncio.Future[None]] = {}
@@ -67,7 +127,6 @@ class SessionListener:
         # While catching up after a reconnect: live events of each recovering
         # session, delivered after the events read from its buffer, in order.
         self._held: dict[str, list[Event]] = {}
-        self._reads = 0
         self._pinged = False
         self._watchdog: asyncio.TimerHandle | None = None
 
@@ -96,14 +155,14 @@ class SessionListener:
             raise BrokerUnavailable("Redis did not confirm the subscription") from exc
 
     def release(self, session_id: str) -> None:
-        if self._subs.pop(session_id, None) is None or self._writer is None:
+        if self._subs.pop(session_id, None) is None or self._protocol is None:
             return
         channel = CHANNEL_PREFIX + session_id.encode()
         self._expect.setdefault(channel, deque()).append(None)
-        self._writer.write(_command(b"UNSUBSCRIBE", channel))
+        self._protocol.write(_command(b"UNSUBSCRIBE", channel))
 
     def _subscribe(self, session_ids: list[str]) -> list[asyncio.Future[None]]:
-        if self._writer is None:
+        if self._protocol is None:
             raise BrokerUnavailable("Redis connection lost")
         futures = []
         channels = []
@@ -115,7 +174,7 @@ class SessionListener:
             self._expect.setdefault(channel, deque()).append(future)
             futures.append(future)
             channels.append(channel)
-        self._writer.write(_command(b"SUBSCRIBE", *channels))
+        self._protocol.write(_command(b"SUBSCRIBE", *channels))
         return futures
 
     # -- the connection ------------------------------------------------------------
@@ -126,7 +185,8 @@ class SessionListener:
         while True:
             catch_up: asyncio.Task[None] | None = None
             try:
-                reader, self._writer = await asyncio.wait_for(self._open(), CONNECT_TIMEOUT)
+                protocol = await asyncio.wait_for(self._open(), CONNECT_TIMEOUT)
+                self._protocol = protocol
                 sessions = list(self.local.sessions)
                 self._sids = {}
                 if recovering:
@@ -139,7 +199,7 @@ class SessionListener:
                     if futures:
                         catch_up = self.loop.create_task(self._catch_up(sessions, futures))
                 backoff = 0.1
-                await self._receive(reader)
+                await self._receive(protocol)
             except asyncio.CancelledError:
                 raise
             except (OSError, EOFError, TimeoutError, hiredis.ProtocolError) as exc:
@@ -166,89 +226,84 @@ class SessionListener:
         self._expect.clear()
         self._subs.clear()
         self._held = {}
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        if self._protocol is not None:
+            self._protocol.abort()
+            self._protocol = None
 
-    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def _open(self) -> _Subscriber:
         params: dict[str, Any] = parse_url(self.broker.url)  # type: ignore[no-untyped-call]
         connection_class = getattr(params.get("connection_class"), "__name__", "")
+        protocol = _Subscriber(self.loop)
         if "path" in params:
-            reader, writer = await asyncio.open_unix_connection(params["path"])
+            await self.loop.create_unix_connection(lambda: protocol, params["path"])
         else:
             context = ssl.create_default_context() if connection_class == "SSLConnection" else None
-            reader, writer = await asyncio.open_connection(
-                params.get("host", "localhost"), params.get("port", 6379), ssl=context
+            await self.loop.create_connection(
+                lambda: protocol,
+                params.get("host", "localhost"),
+                params.get("port", 6379),
+                ssl=context,
             )
         if params.get("password"):
             auth = [b"AUTH", params["password"]]
             if params.get("username"):
                 auth.insert(1, params["username"])
-            writer.write(_command(*auth))
-            parser = hiredis.Reader()
-            reply: Any = False
-            while reply is False:
-                data = await reader.read(4096)
-                if not data:
-                    raise EOFError("Redis closed the connection during AUTH")
-                parser.feed(data)
-                reply = parser.gets()
+            try:
+                reply = await protocol.call(_command(*auth))
+            except BaseException:
+                protocol.abort()
+                raise
             if isinstance(reply, hiredis.ReplyError):
+                protocol.abort()
                 raise ConnectionError(f"Redis AUTH failed: {reply}")
-        return reader, writer
+        return protocol
 
-    async def _receive(self, reader: asyncio.StreamReader) -> None:
-        parser = hiredis.Reader()
-        deliver = self.local.deliver
-        self._reads = 0
-        self._watch(self._reads - 1)
+    async def _receive(self, protocol: _Subscriber) -> None:
+        """Serve the socket until it fails; replies are handled as they arrive."""
+        protocol.on_reply = self._on_reply
+        self._watch(protocol.reads - 1)
         try:
-            while True:
-                data = await reader.read(1 << 18)
-                if not data:
-                    raise EOFError("Redis closed the connection")
-                self._reads += 1
-                parser.feed(data)
-                reply = parser.gets()
-                while reply is not False:
-                    if isinstance(reply, hiredis.ReplyError):
-                        raise ConnectionError(f"Redis replied with an error: {reply}")
-                    kind = reply[0]
-                    if kind == b"message":
-                        payload = reply[2]
-                        split = payload.index(b"\n")
-                        sid = self._sids.get(reply[1])
-                        if sid is not None:
-                            event = render(payload[:split], payload[split + 1 :])
-                            held = self._held.get(sid)
-                            if held is None:
-                                deliver(sid, [event])
-                            else:
-                                held.append(event)
-                    elif kind == b"subscribe" or kind == b"unsubscribe":
-                        self._acknowledged(reply[1])
-                    reply = parser.gets()
+            await protocol.closed
         finally:
             if self._watchdog is not None:
                 self._watchdog.cancel()
                 self._watchdog = None
 
+    def _on_reply(self, reply: Any) -> None:
+        if isinstance(reply, hiredis.ReplyError):
+            raise ConnectionError(f"Redis replied with an error: {reply}")
+        kind = reply[0]
+        if kind == b"message":
+            payload = reply[2]
+            sid = self._sids.get(reply[1])
+            if sid is not None:
+                split = payload.index(b"\n")
+                event = render(payload[:split], payload[split + 1 :])
+                held = self._held.get(sid)
+                if held is None:
+                    self.local.deliver(sid, [event])
+                else:
+                    held.append(event)
+        elif kind == b"subscribe" or kind == b"unsubscribe":
+            self._acknowledged(reply[1])
+
     def _watch(self, reads_before: int) -> None:
         """Every IDLE_PING seconds: a silent socket gets a PING, and is
         dropped (so the listener reconnects) if it stays silent.  One timer
         per listener instead of a timeout around every read."""
-        if self._writer is None:
+        protocol = self._protocol
+        if protocol is None:
             return
-        if self._reads == reads_before:
+        if protocol.reads == reads_before:
             if self._pinged:
                 logger.warning("SSE Redis listener: no answer to PING, reconnecting")
-                self._writer.transport.abort()
+                protocol.abort()
                 return
-            self._writer.write(_command(b"PING"))
+            protocol.write(_command(b"PING"))
             self._pinged = True
         else:
             self._pinged = False
-        self._watchdog = self.loop.call_later(IDLE_PING, self._watch, self._reads)
+        self._watchdog = self.loop.call_later(IDLE_PING, self._watch, protocol.reads)
 
     def _acknowledged(self, channel: bytes) -> None:
         expected = self._expect.get(channel)
