@@ -344,7 +344,7 @@ class Bench:
     def ours_env(self) -> dict[str, str]:
         return {
             "DJANGO_SETTINGS_MODULE": "bench.settings",
-            "DATABASE_URL": f"sqlite:///{self.work}/bench.sqlite3",
+            "DATABASE_URL": self.args.ours_database_url or f"sqlite:///{self.work}/bench.sqlite3",
             "REDIS_URL": self.redis.url + self.args.ours_redis_query,
             "DJANGO_DEBUG": "0",
             "DJANGO_SECRET_KEY": "bench-only-not-secret-0123456789abcdefghijklmnopqrstuvwxyz",
@@ -756,7 +756,8 @@ class Bench:
                 data = json.loads(proc.stdout.strip().splitlines()[-1])
             except (IndexError, ValueError):
                 data = {"error": (proc.stderr or proc.stdout)[-500:]}
-            self.record(system, "perm", **data)
+            database = (self.args.ours_database_url or "sqlite").split(":", 1)[0]
+            self.record(system, "perm", database=database, **data)
         finally:
             server.stop()
 
@@ -874,7 +875,10 @@ def table(results: list[dict[str, Any]]) -> str:
                 f"dups {m('dups')}"
             )
         elif scenario == "perm":
-            text = f"p50 {m('p50_ms')} p99 {m('p99_ms')} ms  n {m('count')}  errors {m('errors')}"
+            text = (
+                f"p50 {m('p50_ms')} p99 {m('p99_ms')} ms  n {m('count')}  errors {m('errors')}  "
+                f"{rows[0].get('database', 'sqlite')}"
+            )
         else:
             text = json.dumps(rows[0])
         lines.append(fmt.format(scenario, system, point, text))
@@ -925,6 +929,11 @@ def main() -> None:
         "--ours-redis-query",
         default="",
         help="appended to our REDIS_URL, e.g. '?max_connections=20000'",
+    )
+    parser.add_argument(
+        "--ours-database-url",
+        help="our server's database (default: a new SQLite file in the work directory), "
+        "e.g. postgres://127.0.0.1:5432/bench",
     )
     parser.add_argument(
         "--set",

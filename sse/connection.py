@@ -145,31 +145,43 @@ class Connection:
             if not waiter.done():
                 waiter.set_result(None)
 
-    async def get(self, timeout: float | None = None) -> list[Event] | None:
-        """Every queued event, waiting up to ``timeout`` seconds (without a
-        timeout: until the alarm) for the first; None on timeout, alarm, or
-        when the connection has ended."""
-        if not self._items and self.ended is None and not self._rang:
-            waiter = self.loop.create_future()
-            self._waiter = waiter
-            self._waiting = True
-            handle = (
-                None if timeout is None else self.loop.call_later(max(timeout, 0.0), self._wake)
-            )
-            try:
-                await waiter
-            finally:
-                if handle is not None:
-                    handle.cancel()
-                self._waiting = False
-                if self._waiter is waiter:
-                    self._waiter = None
+    def wait(self) -> asyncio.Future[None] | None:
+        """A future that is done when there are events, when the alarm rings
+        or when the connection ends; None if one of them happened already.
+        Then ``take()``.  The stream's hot path: no coroutine per wait."""
+        if self._items or self.ended is not None or self._rang:
+            return None
+        waiter = self.loop.create_future()
+        self._waiter = waiter
+        self._waiting = True
+        return waiter
+
+    def take(self) -> list[Event] | None:
+        """Every queued event; None if there is none or the connection has ended."""
+        self._waiting = False
+        self._waiter = None
         self._rang = False
         if not self._items or self.ended is not None:
             return None
         items = list(self._items)
         self._items.clear()
         return items
+
+    async def get(self, timeout: float | None = None) -> list[Event] | None:
+        """``take()``, waiting up to ``timeout`` seconds (without a timeout:
+        until the alarm) for the first event."""
+        waiter = self.wait()
+        if waiter is not None:
+            handle = None if timeout is None else self.loop.call_later(timeout, self._wake)
+            try:
+                await waiter
+            finally:
+                if handle is not None:
+                    handle.cancel()
+                if self._waiter is waiter:
+                    self._waiter = None
+                    self._waiting = False
+        return self.take()
 
     def __len__(self) -> int:
         return len(self._items)

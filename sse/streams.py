@@ -148,14 +148,20 @@ async def _stream(
             deadline = min(next_beat, expires)
             if conn.alarm_at != deadline:
                 conn.set_alarm(deadline)
-            batch = await conn.get()
+            waiter = conn.wait()
+            if waiter is not None:
+                await waiter
+            batch = conn.take()
             if conn.ended is not None:
                 break
             if batch:
-                frames = [event.frame for event in batch if event.key > sent]
-                if frames:
-                    sent = batch[-1].key
-                    yield b"".join(frames)
+                chunk = b"".join([event.frame for event in batch if event.key > sent])
+                sent = max(sent, batch[-1].key)
+                # Nothing of this batch stays referenced while the stream
+                # waits: the collector would have to walk it again and again.
+                batch = None
+                if chunk:
+                    yield chunk
             now = loop.time()
             if now >= expires:
                 yield render_unnumbered("token_expired", session_id, {})

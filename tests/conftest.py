@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import pytest
 
 from tests.servers import (
+    APP,
     ASGIServer,
     Broker,
     RedisServer,
@@ -111,6 +112,7 @@ class ServerFactory(Protocol):
         workers: int = 1,
         access_log: bool = True,
         args: Sequence[str] = (),
+        app: str = APP,
     ) -> ASGIServer: ...
 
 
@@ -141,10 +143,11 @@ def server_factory(
         workers: int = 1,
         access_log: bool = True,
         args: Sequence[str] = (),
+        app: str = APP,
     ) -> ASGIServer:
         sse_json = json.dumps(dict(sse or {}), sort_keys=True)
         env_items = tuple(sorted((env or {}).items()))
-        key = (server, broker, sse_json, env_items, name, workers, access_log, tuple(args))
+        key = (server, broker, sse_json, env_items, name, workers, access_log, tuple(args), app)
         instance = servers.get(key)
         if instance is None:
             full_env = {k: v for k, v in os.environ.items() if k not in _SERVER_ENV_OWN}
@@ -158,7 +161,8 @@ def server_factory(
                 full_env["REDIS_URL"] = _redis_servers().url
             full_env |= dict(env or {})
             port = free_port()
-            argv = asgi_argv(server, port, access_log=access_log, workers=workers) + list(args)
+            argv = asgi_argv(server, port, access_log=access_log, workers=workers, app=app)
+            argv += args
             log_path = tmp_path_factory.getbasetemp() / f"{server}-{name or 'server'}-{port}.log"
             instance = servers[key] = ASGIServer(argv, full_env, port, log_path)
         elif broker == "redis":
@@ -322,7 +326,7 @@ class InProcessServer:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
-            "agent_backend.asgi:application",
+            APP,
             host="127.0.0.1",
             port=self.port,
             lifespan="off",

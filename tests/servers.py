@@ -177,8 +177,12 @@ class ASGIServer(ManagedProcess):
         return f"<ASGIServer {self.base_url} pid={self.proc and self.proc.pid}>"
 
 
-def asgi_argv(kind: ServerKind, port: int, *, access_log: bool, workers: int) -> list[str]:
-    app = "agent_backend.asgi:application"
+APP = "agent_backend.asgi:application"
+
+
+def asgi_argv(
+    kind: ServerKind, port: int, *, access_log: bool, workers: int, app: str = APP
+) -> list[str]:
     if kind == "daphne":
         argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
         if not access_log:

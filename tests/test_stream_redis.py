@@ -286,3 +286,32 @@ async def test_open_streams_hold_no_thread_each(
     finally:
         for stream in streams:
             await stream.aclose()
+
+
+async def test_streams_work_under_djangos_own_asgi_handler(
+    server_factory: ServerFactory,
+    redis_server: RedisServer,
+    make_user: MakeUser,
+    make_session: MakeSession,
+) -> None:
+    """A host project that kept the ``asgi.py`` of ``startproject`` gets the
+    same stream; ``sse.asgi`` only makes it cheaper."""
+    from sse.brokers.redis import RedisBroker
+    from tests.streaming import Stack
+
+    server = server_factory(
+        "redis", sse={"HEARTBEAT_INTERVAL": 1}, app="tests.django_asgi:application"
+    )
+    stack = Stack("redis", server.base_url, RedisBroker(redis_server.url), server)
+    user, token = make_user()
+    sid = make_session(user).session_id
+    async with stack.open(sid, token) as stream:
+        assert stream.status_code == 200
+        assert stream.headers["content-type"] == "text/event-stream; charset=utf-8"
+        await until_connected(stream)
+        event_id = await stack.apublish(sid, "tool_status", {"n": 1})
+        (event,) = await collect_types(stream, 1)
+        heartbeat = (await collect_types(stream, 1, "heartbeat", timeout=5))[0]
+    assert event.id == event_id
+    assert event.json()["data"] == {"n": 1}
+    assert heartbeat.id is None

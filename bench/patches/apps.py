@@ -22,12 +22,19 @@ class PatchesConfig(AppConfig):
 def gc_stats(path: str) -> None:
     out = open(path, "a", buffering=1)  # noqa: SIM115 -- lives as long as the process
     started: list[int] = [0]
+    young = {"t": time.time(), "gen0": 0, "gen1": 0, "young_ms": 0.0}
 
     def callback(phase: str, info: dict[str, Any]) -> None:
-        if info.get("generation") != 2:
-            return
         if phase == "start":
             started[0] = time.perf_counter_ns()
+            return
+        if info.get("generation") != 2:
+            young[f"gen{info.get('generation')}"] += 1
+            young["young_ms"] += (time.perf_counter_ns() - started[0]) / 1e6
+            if time.time() - young["t"] >= 1.0:
+                young["young_ms"] = round(young["young_ms"], 2)
+                out.write(json.dumps(young) + "\n")
+                young.update(t=time.time(), gen0=0, gen1=0, young_ms=0.0)
             return
         out.write(
             json.dumps(
