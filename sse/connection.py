@@ -120,7 +120,8 @@ class Connection:
             self.task.cancel()
 
     def set_alarm(self, when: float) -> None:
-        """Make ``get()`` return at loop time ``when``, events or not."""
+        """Wake the stream at loop time ``when``, events or not: ``wait()``
+        is done (or, if it rang while nobody waited, returns None once)."""
         if self._alarm is not None:
             self._alarm.cancel()
         self.alarm_at = when
