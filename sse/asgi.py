@@ -15,49 +15,25 @@ themselves, and each ``MiddlewareMixin`` middleware costs two hops to a
 thread per request, which was most of what opening a stream cost (a storm of
 2,000 reconnects: 6.8 s with the default middleware, 4.1 s without).  Every
 other URL goes through the middleware as usual.
-
-Streams also write each chunk straight to the server's ``send``, without
-Django's per-chunk layers (two wrapping async generators, byte conversion,
-splitting into chunks): the event stream yields bytes ready to send.
 """
 
 from __future__ import annotations
 
 import itertools
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import aclosing
 from typing import Any
 
 import django
 from asgiref.sync import ThreadSensitiveContext
 from django.core.handlers.asgi import ASGIHandler as DjangoASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
-from django.http import HttpResponseBase
 from django.urls import NoReverseMatch, reverse
 
 THREADS = 16
 
 
 class _StreamHandler(DjangoASGIHandler):
-    """Django's handler without middleware, for event streams, which it
-    writes chunk by chunk straight to the server."""
-
-    async def send_response(self, response: HttpResponseBase, send: Any) -> None:
-        from .streams import EventStreamResponse
-
-        if not isinstance(response, EventStreamResponse):
-            await super().send_response(response, send)
-            return
-        headers = [
-            (header.encode("ascii"), value.encode("latin1")) for header, value in response.items()
-        ]
-        await send(
-            {"type": "http.response.start", "status": response.status_code, "headers": headers}
-        )
-        async with aclosing(response.events) as events:  # type: ignore[type-var]
-            async for chunk in events:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body"})
+    """Django's handler without middleware, for event streams."""
 
     def load_middleware(self, is_async: bool = False) -> None:
         self._view_middleware: list[Any] = []
