@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+import httpx
 import pytest
 
 from sse.brokers import Broker
@@ -17,12 +18,29 @@ from sse.events import prepare
 from sse.testing import EventStream, SSEEvent, open_stream
 
 EVENTS_PATH = "/agent_backend/api/sse/events/"
+HEALTH_PATH = "/agent_backend/api/sse/health/"
 
 
 def events_url(base_url: str, session_id: str, token: str | None = None, **params: str) -> str:
     """The stream URL of a session on a server (``base_url`` may be "")."""
     query = {"token": token, **params} if token is not None else params
     return f"{base_url}{EVENTS_PATH}{session_id}" + ("?" + urlencode(query) if query else "")
+
+
+def health_url(base_url: str, session_id: str) -> str:
+    return f"{base_url}{HEALTH_PATH}{session_id}"
+
+
+def health_data(base_url: str, session_id: str, token: str, timeout: float = 5.0) -> Any:
+    """The ``data`` of a session's health endpoint, asked as its owner."""
+    response = httpx.get(
+        health_url(base_url, session_id),
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=timeout,
+        trust_env=False,
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["data"]
 
 
 @dataclass

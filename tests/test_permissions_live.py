@@ -21,6 +21,7 @@ from sse.testing import EventStream, SSEEvent, open_stream
 from tests.conftest import MakeSession, MakeUser, ServerFactory
 from tests.permissions_support import orm, published_pending
 from tests.servers import ROOT, ASGIServer, RedisServer, database_url
+from tests.streaming import health_data
 
 T = TypeVar("T")
 
@@ -137,13 +138,7 @@ async def answer(
 
 
 def pending_count(server: ASGIServer, session_id: str, token: str) -> int:
-    response = httpx.get(
-        f"{server.base_url}/agent_backend/api/sse/health/{session_id}",
-        headers={"Authorization": f"Bearer {token}"},
-        trust_env=False,
-    )
-    assert response.status_code == 200, response.text
-    return int(response.json()["data"]["pending_permissions"])
+    return int(health_data(server.base_url, session_id, token)["pending_permissions"])
 
 
 @pytest.mark.postgres

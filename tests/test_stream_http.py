@@ -13,7 +13,14 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from sse.testing import open_stream
 from tests.conftest import MakeSession, MakeUser
-from tests.streaming import MakeStack, Stack, collect_types, messages, until_connected
+from tests.streaming import (
+    MakeStack,
+    Stack,
+    collect_types,
+    health_url,
+    messages,
+    until_connected,
+)
 
 
 async def test_first_bytes_are_retry_and_connected(
@@ -244,7 +251,7 @@ async def test_streams_skip_the_project_middleware_other_urls_do_not(
         await until_connected(stream)
         assert "x-frame-options" not in stream.headers
     health = httpx.get(
-        f"{stack.base_url}/agent_backend/api/sse/health/{sid}",
+        health_url(stack.base_url, sid),
         headers={"Authorization": f"Bearer {token}"},
     )
     assert health.headers["x-frame-options"] == "DENY"

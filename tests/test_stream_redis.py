@@ -17,7 +17,14 @@ from sse.exceptions import BrokerUnavailable
 from sse.testing import open_stream
 from tests.conftest import MakeSession, MakeUser, ServerFactory
 from tests.servers import ROOT, RedisServer, database_url
-from tests.streaming import MakeStack, collect_types, events_url, raw_get, until_connected
+from tests.streaming import (
+    MakeStack,
+    collect_types,
+    events_url,
+    health_data,
+    raw_get,
+    until_connected,
+)
 
 pytestmark = [pytest.mark.redis, pytest.mark.usefixtures("live_db")]
 
@@ -116,8 +123,7 @@ async def test_redis_restart_under_open_streams_loses_nothing_accepted(
     stack = make_stack("redis", HEARTBEAT_INTERVAL=1)
     user, token = make_user()
     sid = make_session(user).session_id
-    health = f"{stack.base_url}/agent_backend/api/sse/health/{sid}"
-    auth = {"Authorization": f"Bearer {token}"}
+    base_url = stack.base_url
     async with stack.open(sid, token) as one, stack.open(sid, token) as two:
         await until_connected(one)
         await until_connected(two)
@@ -125,7 +131,7 @@ async def test_redis_restart_under_open_streams_loses_nothing_accepted(
         redis_server.stop()
         with pytest.raises(BrokerUnavailable):
             stack.publish(sid, "tool_status", {"n": "lost"})
-        down = httpx.get(health, headers=auth, timeout=10).json()["data"]
+        down = health_data(base_url, sid, token, timeout=10)
         assert down["status"] == "degraded"
         assert down["broker"]["connected"] is False
         await asyncio.sleep(1.5)  # streams stay open on heartbeats meanwhile
@@ -138,7 +144,7 @@ async def test_redis_restart_under_open_streams_loses_nothing_accepted(
         assert [e.id for e in got_two] == accepted
         accepted.append(await stack.apublish(sid, "tool_status", {"n": 6}))
         assert (await collect_types(one, 1))[0].id == accepted[-1]
-    up = httpx.get(health, headers=auth, timeout=10).json()["data"]
+    up = health_data(base_url, sid, token, timeout=10)
     assert up["status"] == "ok"
     assert up["listener_running"] is True
 
@@ -150,20 +156,17 @@ async def test_disconnect_releases_the_redis_subscription(
     stack = make_stack("redis")
     user, token = make_user()
     sid = make_session(user).session_id
-    health = f"{stack.base_url}/agent_backend/api/sse/health/{sid}"
-    auth = {"Authorization": f"Bearer {token}"}
+    base_url = stack.base_url
     async with stack.open(sid, token) as one:
         await until_connected(one)
         async with stack.open(sid, token) as two:
             await until_connected(two)
             assert _numsub(redis_server, sid) == 1  # one subscription per process
-            assert httpx.get(health, headers=auth).json()["data"]["connections"] == 2
-        await _eventually(
-            lambda: httpx.get(health, headers=auth).json()["data"]["connections"] == 1
-        )
+            assert health_data(base_url, sid, token)["connections"] == 2
+        await _eventually(lambda: health_data(base_url, sid, token)["connections"] == 1)
         assert _numsub(redis_server, sid) == 1
     await _eventually(lambda: _numsub(redis_server, sid) == 0)
-    assert httpx.get(health, headers=auth).json()["data"]["connections"] == 0
+    assert health_data(base_url, sid, token)["connections"] == 0
 
 
 async def test_a_slow_client_is_cut_off_and_a_fast_one_keeps_receiving(
@@ -172,16 +175,13 @@ async def test_a_slow_client_is_cut_off_and_a_fast_one_keeps_receiving(
     stack = make_stack("redis", QUEUE_SIZE=10)
     user, token = make_user()
     sid = make_session(user).session_id
-    health = f"{stack.base_url}/agent_backend/api/sse/health/{sid}"
-    auth = {"Authorization": f"Bearer {token}"}
+    base_url = stack.base_url
     port = int(stack.base_url.rsplit(":", 1)[1])
     slow = raw_get("127.0.0.1", port, events_url("", sid, token))
     try:
         async with stack.open(sid, token) as fast:
             await until_connected(fast)
-            await _eventually(
-                lambda: httpx.get(health, headers=auth).json()["data"]["connections"] == 2
-            )
+            await _eventually(lambda: health_data(base_url, sid, token)["connections"] == 2)
             published: list[str] = []
             blob = "x" * 60_000
 
@@ -195,9 +195,7 @@ async def test_a_slow_client_is_cut_off_and_a_fast_one_keeps_receiving(
             got = await collect_types(fast, 250, "tool_result", timeout=60)
             thread.join()
             assert [e.id for e in got] == published
-            await _eventually(
-                lambda: httpx.get(health, headers=auth).json()["data"]["connections"] == 1
-            )
+            await _eventually(lambda: health_data(base_url, sid, token)["connections"] == 1)
     finally:
         slow.close()
     assert "too slow: disconnected" in stack.server.log_text()
@@ -261,9 +259,8 @@ async def test_the_listener_runs_before_any_stream_opens(
     server = server_factory("redis", name="fresh")
     user, token = make_user()
     sid = make_session(user).session_id
-    health = f"{server.base_url}/agent_backend/api/sse/health/{sid}"
-    auth = {"Authorization": f"Bearer {token}"}
-    await _eventually(lambda: httpx.get(health, headers=auth).json()["data"]["listener_running"])
+    base_url = server.base_url
+    await _eventually(lambda: health_data(base_url, sid, token)["listener_running"])
 
 
 async def test_open_streams_hold_no_thread_each(

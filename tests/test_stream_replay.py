@@ -11,7 +11,14 @@ import pytest
 
 from sse.testing import open_stream
 from tests.conftest import MakeSession, MakeUser
-from tests.streaming import MakeStack, Stack, collect_types, messages, until_connected
+from tests.streaming import (
+    MakeStack,
+    Stack,
+    collect_types,
+    health_url,
+    messages,
+    until_connected,
+)
 
 
 @pytest.mark.parametrize("kind", ["memory", "redis"])
@@ -132,7 +139,7 @@ async def test_health_reports_real_figures(
 ) -> None:
     user, token = make_user()
     sid = make_session(user).session_id
-    url = f"{stack.base_url}/agent_backend/api/sse/health/{sid}"
+    url = health_url(stack.base_url, sid)
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(headers=headers) as client:
         empty = (await client.get(url)).json()["data"]
