@@ -24,6 +24,15 @@ async def _until(check, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.01)
 
 
+async def _live(broker: RedisBroker, prefix: str, maxsize: int = 1000) -> Connection:
+    """A connection of a new session, attached as a stream is once it has
+    read the buffer (from then on, catching up is the listener's job)."""
+    conn = Connection(f"{prefix}-{uuid.uuid4().hex}", maxsize, asyncio.get_running_loop())
+    await broker.attach(conn)
+    conn.live = True
+    return conn
+
+
 async def _drain(conn: Connection, seconds: float) -> list[str]:
     got: list[str] = []
     deadline = time.monotonic() + seconds
@@ -40,12 +49,9 @@ async def test_catch_up_delivers_missed_events_before_live_ones(
     """Events accepted while the listener was away arrive, in order, even
     when a live event comes in while the buffer is being read."""
     broker = RedisBroker(redis_server.url)
-    sid = f"repro-{uuid.uuid4().hex}"
-    loop = asyncio.get_running_loop()
-    conn = Connection(sid, 1000, loop)
-    await broker.attach(conn)
-    conn.live = True  # as a stream is once it has read the buffer
-    listener = broker.listener(loop)
+    conn = await _live(broker, "repro")
+    sid = conn.session_id
+    listener = broker.listener(conn.loop)
     try:
         first = broker.publish(sid, prepare(sid, "tool_status", {"n": 0}))
         assert await _drain(conn, 0.3) == [first]
@@ -100,12 +106,9 @@ async def test_listener_reconnects_under_steady_publishing_without_loss(
     listener's connection is killed."""
     settings.SSE = {"BUFFER_SIZE": 10_000}  # type: ignore[attr-defined]  # covers the outages
     broker = RedisBroker(redis_server.url)
-    sid = f"repro-{uuid.uuid4().hex}"
-    loop = asyncio.get_running_loop()
-    conn = Connection(sid, 100_000, loop)
-    await broker.attach(conn)
-    conn.live = True  # as a stream is once it has read the buffer
-    broker.listener(loop)
+    conn = await _live(broker, "repro", maxsize=100_000)
+    sid = conn.session_id
+    broker.listener(conn.loop)
     published: list[str] = []
     stop = threading.Event()
 
@@ -147,12 +150,9 @@ async def test_a_silent_redis_is_pinged_then_dropped_and_reconnected(
 
     monkeypatch.setattr(listener_module, "IDLE_PING", 0.2)
     broker = RedisBroker(redis_server.url)
-    sid = f"silent-{uuid.uuid4().hex}"
-    loop = asyncio.get_running_loop()
-    conn = Connection(sid, 1000, loop)
-    await broker.attach(conn)
-    conn.live = True
-    listener = broker.listener(loop)
+    conn = await _live(broker, "silent")
+    sid = conn.session_id
+    listener = broker.listener(conn.loop)
     try:
         os.kill(redis_server.pid, signal.SIGSTOP)
         try:
@@ -189,10 +189,8 @@ async def test_listener_authenticates_with_the_url_credentials(
     port = redis_server.port
     loop = asyncio.get_running_loop()
     broker = RedisBroker(f"redis://{user}:{password}@127.0.0.1:{port}/0")
-    conn = Connection(f"auth-{uuid.uuid4().hex}", 1000, loop)
+    conn = await _live(broker, "auth")
     try:
-        await broker.attach(conn)
-        conn.live = True
         event_id = broker.publish(conn.session_id, prepare(conn.session_id, "tool_status", {}))
         assert await _drain(conn, 0.3) == [event_id]
     finally:
