@@ -27,6 +27,7 @@ import re
 import resource
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -298,19 +299,24 @@ class Generator:
             raw.frombytes(f.read())
         return raw[0::3], raw[1::3], raw[2::3]
 
-    async def collect(self, log: str, drain: float) -> dict[str, Any]:
-        seqs, sids, stamps = self.load_log(log)
-        expected = {
-            seq
-            for seq, sid in zip(seqs, sids, strict=True)
-            if sid < len(self.clients) and self.clients[sid] is not None
-        }
+    def _held(self, sid: int) -> bool:
+        """Whether this generator holds a stream of session ``sid``."""
+        return sid < len(self.clients) and self.clients[sid] is not None
+
+    async def _drain(self, expected: Iterable[int], drain: float) -> None:
+        """Wait up to ``drain`` seconds for every expected event to arrive."""
         recv = self.stats.recv
         deadline = time.monotonic() + drain
         while time.monotonic() < deadline:
             if all(seq in recv for seq in expected):
                 break
             await asyncio.sleep(0.05)
+
+    async def collect(self, log: str, drain: float) -> dict[str, Any]:
+        seqs, sids, stamps = self.load_log(log)
+        expected = {seq for seq, sid in zip(seqs, sids, strict=True) if self._held(sid)}
+        await self._drain(expected, drain)
+        recv = self.stats.recv
         latencies = sorted(
             recv[seq] - t
             for seq, t in zip(seqs, stamps, strict=True)
@@ -336,22 +342,14 @@ class Generator:
         seqs, sids, stamps = self.load_log(log)
         n = sum(1 for c in self.clients if c is not None)
         start = self.reconnect_start
-        expected = [
-            seq
-            for seq, sid in zip(seqs, sids, strict=True)
-            if sid < len(self.clients) and self.clients[sid] is not None
-        ]
+        expected = [seq for seq, sid in zip(seqs, sids, strict=True) if self._held(sid)]
         before = {
             seq
             for seq, sid, t in zip(seqs, sids, stamps, strict=True)
-            if t < start and sid < len(self.clients) and self.clients[sid] is not None
+            if t < start and self._held(sid)
         }
+        await self._drain(expected, drain)
         recv = self.stats.recv
-        deadline = time.monotonic() + drain
-        while time.monotonic() < deadline:
-            if all(seq in recv for seq in expected):
-                break
-            await asyncio.sleep(0.05)
         caught = [recv[seq] for seq in before if seq in recv]
         missed_before = len(before) - len(caught)
         last = max((t for t in caught if t >= start), default=start)
