@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from .events import Event, EventKey
 
@@ -29,6 +30,7 @@ class Connection:
         "_alarm",
         "_items",
         "_rang",
+        "_sending",
         "_waiter",
         "_waiting",
         "alarm_at",
@@ -39,6 +41,7 @@ class Connection:
         "maxsize",
         "on_end",
         "position",
+        "send",
         "session_id",
         "task",
     )
@@ -77,9 +80,16 @@ class Connection:
         self.alarm_at: float | None = None
         self._alarm: asyncio.TimerHandle | None = None
         self._rang = False
+        # The server's ASGI ``send`` for this stream's response, when the
+        # handler hands it over (``sse.asgi`` does): an event for a stream
+        # that waits is then sent from the broker's callback, without waking
+        # the stream's task.  ``_sending`` is a send that had to wait.
+        self.send: Callable[[dict[str, Any]], Coroutine[Any, Any, None]] | None = None
+        self._sending: asyncio.Task[None] | None = None
 
     def offer(self, event: Event) -> None:
-        """Queue ``event`` unless it is a duplicate; runs on ``self.loop``."""
+        """Queue ``event``, or send it at once to a stream that waits, unless
+        it is a duplicate; runs on ``self.loop``."""
         if self.ended is not None or event.key <= self.position:
             return
         if len(self._items) >= self.maxsize and not self._waiting:
@@ -89,8 +99,61 @@ class Connection:
             self.end("overflow")
             return
         self.position = event.key
+        if self._waiting and not self._items and self.send is not None and self._send_now(event):
+            return
         self._items.append(event)
         self._wake()
+
+    def _send_now(self, event: Event) -> bool:
+        """Hand ``event`` to the server at once; False if it must be queued
+        (an earlier send is still waiting for the client)."""
+        if self._sending is not None:
+            return False
+        assert self.send is not None
+        sending = self.send({"type": "http.response.body", "body": event.frame, "more_body": True})
+        try:
+            waiting_on = sending.send(None)
+        except StopIteration:
+            return True  # the usual case: the server wrote it without waiting
+        except Exception:
+            logger.exception("SSE stream of session %s: sending an event failed", self.session_id)
+            self.end("error")
+            return True
+        # The server waits (for the client to read): finish this send in a
+        # task; the stream writes nothing before it is done.
+        self._sending = self.loop.create_task(_finish(sending, waiting_on))
+        self._sending.add_done_callback(self._sent)
+        return True
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sending = None
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            logger.error(
+                "SSE stream of session %s: sending an event failed",
+                self.session_id,
+                exc_info=exc,
+            )
+            self.end("error")
+
+    @property
+    def sending(self) -> bool:
+        """True while an event sent from the broker's callback waits for the client."""
+        return self._sending is not None
+
+    async def flush(self) -> None:
+        """Wait until the events sent from the broker's callback are written."""
+        if self._sending is not None:
+            await asyncio.wait([self._sending])
+
+    def close(self) -> None:
+        """The stream is over: no more alarms, nothing more is sent from here."""
+        self.cancel_alarm()
+        self.send = None
+        if self._sending is not None:
+            self._sending.cancel()
 
     def advance(self, key: EventKey) -> None:
         if key > self.position:
@@ -102,6 +165,8 @@ class Connection:
             return
         self.ended = reason
         self._items.clear()
+        if reason == "overflow" and self._sending is not None:
+            self._sending.cancel()  # stuck: the client does not read
         if self.on_end is not None:
             self.on_end(self)
         if self._waiting:
@@ -186,6 +251,24 @@ class Connection:
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+async def _finish(sending: Coroutine[Any, Any, None], waiting_on: Any) -> None:
+    """Drive ``sending``, a coroutine suspended on the future ``waiting_on``
+    (None: it yielded to the loop), to its end, as a task would."""
+    while True:
+        cancelled = None
+        try:
+            if waiting_on is None:
+                await asyncio.sleep(0)
+            else:
+                await asyncio.wait([waiting_on])
+        except asyncio.CancelledError as exc:
+            cancelled = exc
+        try:
+            waiting_on = sending.send(None) if cancelled is None else sending.throw(cancelled)
+        except StopIteration:
+            return
 
 
 class LocalSessions:

@@ -88,18 +88,24 @@ async def events(request: HttpRequest, session_id: str) -> HttpResponseBase:
     stream = _stream(broker, conn, first, after, sent, expires_at)
     # Release the connection even if the response is dropped before it starts.
     weakref.finalize(stream, broker.detach, conn)
-    return EventStreamResponse(stream)
+    return EventStreamResponse(stream, conn)
 
 
 class EventStreamResponse(StreamingHttpResponse):
     """An open event stream.  The ASGI handler iterates the stream itself:
     its chunks are bytes already, so Django's per-chunk wrapping
     (``StreamingHttpResponse.__aiter__``, an inner generator and
-    ``make_bytes``) would only add work to every event."""
+    ``make_bytes``) would only add work to every event.
 
-    def __init__(self, events: AsyncIterator[bytes]) -> None:
+    A handler that gives ``connection.send`` the server's ASGI ``send``
+    before it iterates (``sse.asgi`` does) lets the broker send each event
+    to a waiting stream itself; the stream's task then wakes only for
+    heartbeats, bursts and the end."""
+
+    def __init__(self, events: AsyncIterator[bytes], connection: Connection) -> None:
         super().__init__(events, content_type="text/event-stream; charset=utf-8")
         self.events = events
+        self.connection = connection
         self["Cache-Control"] = "no-cache"
         self["X-Accel-Buffering"] = "no"
 
@@ -156,6 +162,8 @@ async def _stream(
             if waiter is not None:
                 await waiter
             batch = conn.take()
+            if conn.sending and conn.ended is None:
+                await conn.flush()
             if conn.ended is not None:
                 break
             if batch:
@@ -174,7 +182,7 @@ async def _stream(
                 yield render_unnumbered("heartbeat")
                 next_beat = now + interval
     finally:
-        conn.cancel_alarm()
+        conn.close()
         broker.detach(conn)
 
 
