@@ -11,9 +11,11 @@ import uuid
 
 import pytest
 
+from sse.brokers import redis as redis_broker
 from sse.brokers.redis import RedisBroker
-from sse.connection import Connection
+from sse.connection import ZERO, Connection
 from sse.events import prepare
+from sse.exceptions import BrokerUnavailable
 from tests.servers import RedisServer
 
 
@@ -93,7 +95,7 @@ def test_short_lived_loops_leave_no_client_behind(
     gc.collect()
     with redis_server.client() as client:
         after = len(client.client_list())
-    assert broker._read_scripts == {}
+    assert broker._commands == {}
     assert broker._listeners == {}
     assert after - before <= 2, f"{after - before} Redis connections opened"
 
@@ -193,6 +195,8 @@ async def test_listener_authenticates_with_the_url_credentials(
     try:
         event_id = broker.publish(conn.session_id, prepare(conn.session_id, "tool_status", {}))
         assert await _drain(conn, 0.3) == [event_id]
+        read = await broker.read(conn.session_id, ZERO)  # buffer reads log in too
+        assert [event.id for event in read.events] == [event_id]
     finally:
         broker.detach(conn)
         await broker.aclose()
@@ -204,3 +208,72 @@ async def test_listener_authenticates_with_the_url_credentials(
         assert not wrong.listener(loop).connected
     finally:
         await wrong.aclose()
+
+
+@pytest.mark.redis
+async def test_concurrent_buffer_reads_each_get_their_own_session(
+    redis_server: RedisServer,
+) -> None:
+    """A reconnect storm's reads share one pipelined connection: every
+    reply must reach the read that asked for it."""
+    broker = RedisBroker(redis_server.url)
+    sids = [f"many-{n}-{uuid.uuid4().hex[:6]}" for n in range(200)]
+    published = {sid: broker.publish(sid, prepare(sid, "tool_status", {})) for sid in sids}
+    try:
+        reads = await asyncio.gather(*(broker.read(sid, ZERO) for sid in sids))
+        for sid, read in zip(sids, reads, strict=True):
+            assert [event.id for event in read.events] == [published[sid]]
+            assert f'"session_id":"{sid}"'.encode() in read.events[0].frame
+    finally:
+        await broker.aclose()
+
+
+@pytest.mark.redis
+async def test_buffer_reads_use_the_database_of_the_url_and_outlive_a_restart(
+    redis_server: RedisServer,
+) -> None:
+    url = redis_server.url.rsplit("/", 1)[0] + "/5"
+    broker = RedisBroker(url)
+    sid = f"db5-{uuid.uuid4().hex}"
+    try:
+        event_id = broker.publish(sid, prepare(sid, "tool_status", {}))
+        read = await broker.read(sid, ZERO)
+        assert [event.id for event in read.events] == [event_id]
+        with redis_server.client() as client:  # database 0
+            assert not client.exists(f"sse_buffer:{sid}")
+            client.script_flush()
+        assert [event.id for event in (await broker.read(sid, ZERO)).events] == [event_id]
+
+        redis_server.restart()  # the read connection breaks; the buffer is gone
+        read = await broker.read(sid, ZERO)
+        assert not read.exists
+        assert read.events == []
+    finally:
+        await broker.aclose()
+
+
+@pytest.mark.redis
+async def test_a_read_from_a_redis_that_does_not_answer_fails_and_the_next_works(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import signal
+
+    monkeypatch.setitem(redis_broker._CLIENT_OPTIONS, "socket_timeout", 0.2)
+    monkeypatch.setattr(redis_broker, "READ_ATTEMPTS", 2)
+    broker = RedisBroker(redis_server.url)
+    sid = f"frozen-{uuid.uuid4().hex}"
+    event_id = broker.publish(sid, prepare(sid, "tool_status", {}))
+    try:
+        os.kill(redis_server.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with pytest.raises(BrokerUnavailable, match="no reply from Redis within 0.2 s"):
+                await broker.read(sid, ZERO)
+            assert time.monotonic() - started < 3
+        finally:
+            os.kill(redis_server.pid, signal.SIGCONT)
+        read = await broker.read(sid, ZERO)
+        assert [event.id for event in read.events] == [event_id]
+    finally:
+        await broker.aclose()

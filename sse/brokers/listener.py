@@ -6,8 +6,9 @@ away it reconnects with backoff, subscribes again, and catches every open
 stream up from the session buffers, so an event that Redis accepted while
 the listener was away is still delivered.
 
-It speaks RESP directly (through hiredis) on its own socket: pub/sub needs
-three commands, and the hot path stays one parse and one render per event.
+It speaks RESP directly (``resp``, through hiredis) on its own socket:
+pub/sub needs three commands, and the hot path stays one parse and one
+render per event.
 """
 
 from __future__ import annotations
@@ -16,17 +17,15 @@ import asyncio
 import contextlib
 import logging
 import random
-import ssl
 from collections import deque
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import hiredis
-from redis.connection import parse_url
 
 from ..connection import LocalSessions
 from ..events import Event, render
 from ..exceptions import BrokerUnavailable
+from .resp import CONNECT_TIMEOUT, RespProtocol, command, connect
 
 if TYPE_CHECKING:
     from .redis import RedisBroker
@@ -34,77 +33,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 CHANNEL_PREFIX = b"sse_events:"
-CONNECT_TIMEOUT = 5.0
 # Silence this long on the socket triggers a PING; twice as long, a reconnect.
 IDLE_PING = 15.0
 MAX_BACKOFF = 5.0
-
-
-def _command(*args: bytes | str) -> bytes:
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg.encode() if isinstance(arg, str) else arg
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(parts)
-
-
-class _Subscriber(asyncio.Protocol):
-    """The listener's socket.  Replies are parsed and handled as the data
-    arrives, in the loop's I/O callback: no task wakes up per read."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.parser = hiredis.Reader()
-        self.transport: asyncio.Transport | None = None
-        # Set with the exception that ended the connection.
-        self.closed: asyncio.Future[None] = loop.create_future()
-        self.on_reply: Callable[[Any], None] = self._unexpected
-        self.reads = 0
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        self.reads += 1
-        try:
-            self.parser.feed(data)
-            reply = self.parser.gets()
-            while reply is not False:
-                self.on_reply(reply)
-                reply = self.parser.gets()
-        except Exception as exc:
-            self._close(exc)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._close(exc or EOFError("Redis closed the connection"))
-
-    def write(self, data: bytes) -> None:
-        if self.transport is not None:
-            self.transport.write(data)
-
-    def abort(self) -> None:
-        if self.transport is not None:
-            self.transport.abort()
-
-    async def call(self, command: bytes) -> Any:
-        """Send a command before pub/sub and return its reply."""
-        replies: asyncio.Future[Any] = self.closed.get_loop().create_future()
-        self.on_reply = replies.set_result
-        self.write(command)
-        await asyncio.wait([replies, self.closed], return_when=asyncio.FIRST_COMPLETED)
-        self.on_reply = self._unexpected
-        if not replies.done():
-            self.closed.result()  # raises what closed the connection
-        return replies.result()
-
-    def _unexpected(self, reply: Any) -> None:
-        raise ConnectionError(f"unexpected reply from Redis: {reply!r}")
-
-    def _close(self, exc: BaseException) -> None:
-        if not self.closed.done():
-            self.closed.set_exception(exc)
-            self.closed.exception()  # retrieved: the listener may be gone
-        if self.transport is not None:
-            self.transport.abort()
 
 
 class SessionListener:
@@ -116,7 +47,7 @@ class SessionListener:
         self.local = local
         self.connected = False
         self._connected = asyncio.Event()
-        self._protocol: _Subscriber | None = None
+        self._protocol: RespProtocol | None = None
         self._task: asyncio.Task[None] | None = None
         # The current subscription of each session: done once Redis confirmed it.
         self._subs: dict[str, asyncio.Future[None]] = {}
@@ -159,7 +90,7 @@ class SessionListener:
             return
         channel = CHANNEL_PREFIX + session_id.encode()
         self._expect.setdefault(channel, deque()).append(None)
-        self._protocol.write(_command(b"UNSUBSCRIBE", channel))
+        self._protocol.write(command(b"UNSUBSCRIBE", channel))
 
     def _subscribe(self, session_ids: list[str]) -> list[asyncio.Future[None]]:
         if self._protocol is None:
@@ -174,7 +105,7 @@ class SessionListener:
             self._expect.setdefault(channel, deque()).append(future)
             futures.append(future)
             channels.append(channel)
-        self._protocol.write(_command(b"SUBSCRIBE", *channels))
+        self._protocol.write(command(b"SUBSCRIBE", *channels))
         return futures
 
     # -- the connection ------------------------------------------------------------
@@ -230,35 +161,12 @@ class SessionListener:
             self._protocol.abort()
             self._protocol = None
 
-    async def _open(self) -> _Subscriber:
-        params: dict[str, Any] = parse_url(self.broker.url)  # type: ignore[no-untyped-call]
-        connection_class = getattr(params.get("connection_class"), "__name__", "")
-        protocol = _Subscriber(self.loop)
-        if "path" in params:
-            await self.loop.create_unix_connection(lambda: protocol, params["path"])
-        else:
-            context = ssl.create_default_context() if connection_class == "SSLConnection" else None
-            await self.loop.create_connection(
-                lambda: protocol,
-                params.get("host", "localhost"),
-                params.get("port", 6379),
-                ssl=context,
-            )
-        if params.get("password"):
-            auth = [b"AUTH", params["password"]]
-            if params.get("username"):
-                auth.insert(1, params["username"])
-            try:
-                reply = await protocol.call(_command(*auth))
-            except BaseException:
-                protocol.abort()
-                raise
-            if isinstance(reply, hiredis.ReplyError):
-                protocol.abort()
-                raise ConnectionError(f"Redis AUTH failed: {reply}")
+    async def _open(self) -> RespProtocol:
+        protocol = RespProtocol(self.loop)
+        await connect(self.broker.url, protocol, self.loop, select_db=False)
         return protocol
 
-    async def _receive(self, protocol: _Subscriber) -> None:
+    async def _receive(self, protocol: RespProtocol) -> None:
         """Serve the socket until it fails; replies are handled as they arrive."""
         protocol.on_reply = self._on_reply
         self._watch(protocol.reads - 1)
@@ -299,7 +207,7 @@ class SessionListener:
                 logger.warning("SSE Redis listener: no answer to PING, reconnecting")
                 protocol.abort()
                 return
-            protocol.write(_command(b"PING"))
+            protocol.write(command(b"PING"))
             self._pinged = True
         else:
             self._pinged = False

@@ -9,11 +9,11 @@ happen together or not at all.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from typing import Any
 
+import hiredis
 import redis
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
@@ -24,6 +24,7 @@ from ..events import EventKey, parse_id, render
 from ..exceptions import BrokerUnavailable
 from .base import LAST_ID_TTL, Broker, BufferInfo, BufferRead
 from .listener import SessionListener
+from .resp import Commands, command
 
 BUFFER_PREFIX = "sse_buffer:"
 CHANNEL_PREFIX = "sse_events:"
@@ -58,13 +59,14 @@ if fields['entries-added'] > fields['length'] then trimmed = fields['first-entry
 if ARGV[1] == '' then return {1, fields['last-generated-id'], trimmed, {}} end
 return {1, fields['last-generated-id'], trimmed, redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+')}
 """
+READ_SHA = hashlib.sha1(READ.encode()).hexdigest().encode()
 
 _CLIENT_OPTIONS: dict[str, Any] = {"socket_connect_timeout": 2, "socket_timeout": 5}
 
 
 _BACKOFF = ExponentialWithJitterBackoff(base=0.05, cap=0.5)
-# Connections per loop and pool: enough for a reconnect storm's reads in flight.
-POOL_SIZE = 64
+# A buffer read changes nothing: it is tried this often before it fails.
+READ_ATTEMPTS = 4
 
 
 def _keys(session_id: str) -> list[str]:
@@ -88,7 +90,7 @@ class RedisBroker(Broker):
         self._publish = self._client.register_script(PUBLISH)
         # Health checks and buffer figures may retry.
         self._figures = redis.Redis.from_url(url, retry=Retry(_BACKOFF, 3), **_CLIENT_OPTIONS)
-        self._read_scripts: dict[asyncio.AbstractEventLoop, Any] = {}
+        self._commands: dict[asyncio.AbstractEventLoop, Commands] = {}
         self._listeners: dict[asyncio.AbstractEventLoop, SessionListener] = {}
 
     def publish(self, session_id: str, body: bytes) -> str:
@@ -104,34 +106,11 @@ class RedisBroker(Broker):
         # after a Redis restart (and a publish must not be retried).
         return await asyncio.to_thread(self.publish, session_id, body)
 
-    def _reader(self, loop: asyncio.AbstractEventLoop) -> Any:
-        """The read script on a client of this serving loop (redis-py binds a
-        client to one loop).  Reads change nothing, so they are retried; the
-        pool blocks rather than fails when a reconnect storm wants more
-        connections than it holds."""
-        script = self._read_scripts.get(loop)
-        if script is None:
-            pool = aioredis.BlockingConnectionPool.from_url(
-                self.url,
-                max_connections=POOL_SIZE,
-                timeout=5,
-                retry=AsyncRetry(_BACKOFF, retries=3),
-                **_CLIENT_OPTIONS,
-            )
-            script = aioredis.Redis(connection_pool=pool).register_script(READ)
-            self._read_scripts[loop] = script
-        return script
-
     async def read(self, session_id: str, after: EventKey | None) -> BufferRead:
         loop = asyncio.get_running_loop()
         self.listener(loop)  # a loop that reads buffers serves streams
-        read = self._reader(loop)
         start = "" if after is None else f"{after[0]}-{after[1]}"
-        keys = [BUFFER_PREFIX + session_id, LAST_PREFIX + session_id]
-        try:
-            reply = await read(keys=keys, args=[start])
-        except RedisError as exc:
-            raise BrokerUnavailable(f"Redis read failed: {exc}") from exc
+        reply = await self._read(loop, BUFFER_PREFIX + session_id, LAST_PREFIX + session_id, start)
         if not reply[0]:
             return BufferRead(
                 exists=False, newest=parse_id(reply[1].decode()) if reply[1] else None
@@ -143,6 +122,31 @@ class RedisBroker(Broker):
         if trimmed is not None:
             events = [event for event in events if event.key > trimmed]  # not the marker
         return BufferRead(True, parse_id(reply[1].decode()), trimmed, events)
+
+    async def _read(self, loop: asyncio.AbstractEventLoop, *keys_and_start: str) -> Any:
+        """The read script's reply, on this loop's pipelined connection
+        (``resp.Commands``): a reconnect storm's reads share one socket."""
+        commands = self._commands.get(loop)
+        if commands is None:
+            commands = Commands(self.url, loop, timeout=_CLIENT_OPTIONS["socket_timeout"])
+            self._commands[loop] = commands
+        request = command(b"EVALSHA", READ_SHA, b"2", *keys_and_start)
+        attempt = 1
+        while True:
+            try:
+                reply = await commands.call(request)
+                if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
+                    # Redis restarted or flushed its scripts: send it whole.
+                    reply = await commands.call(command(b"EVAL", READ, b"2", *keys_and_start))
+            except (OSError, EOFError, hiredis.ProtocolError) as exc:
+                if attempt == READ_ATTEMPTS:
+                    raise BrokerUnavailable(f"Redis read failed: {exc}") from exc
+                await asyncio.sleep(_BACKOFF.compute(attempt))
+                attempt += 1
+                continue
+            if isinstance(reply, hiredis.ReplyError):
+                raise BrokerUnavailable(f"Redis read failed: {reply}")
+            return reply
 
     # -- subscriptions -----------------------------------------------------------
 
@@ -156,7 +160,7 @@ class RedisBroker(Broker):
                 if listener is None:
                     for closed in [other for other in self._listeners if other.is_closed()]:
                         del self._listeners[closed]
-                        self._read_scripts.pop(closed, None)
+                        self._commands.pop(closed, None)
                     listener = SessionListener(self, loop, self._local(loop))
                     self._listeners[loop] = listener
                     listener.start()
@@ -169,9 +173,9 @@ class RedisBroker(Broker):
         listener = self._listeners.pop(loop, None)
         if listener is not None:
             await listener.close()
-        script = self._read_scripts.pop(loop, None)
-        if script is not None:
-            await script.registered_client.aclose(close_connection_pool=True)
+        commands = self._commands.pop(loop, None)
+        if commands is not None:
+            commands.close()
 
     async def _subscribed(self, conn: Connection, first: bool) -> None:
         await self.listener(conn.loop).ensure(conn.session_id)

@@ -1,0 +1,204 @@
+"""A minimal Redis client for the serving loop: RESP over an asyncio
+protocol, parsed by hiredis as the data arrives.
+
+The listener's pub/sub socket and the buffer reads use it.  A general
+client (redis-py's asyncio one) costs a pool, a connection checkout and
+several coroutines per command; during a reconnect storm, thousands of
+buffer reads are what the loop does.  Here every read of one loop shares
+one pipelined connection: commands are written as they come and the
+replies, which Redis sends in order, resolve them in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import hiredis
+from redis.connection import parse_url
+
+CONNECT_TIMEOUT = 5.0
+
+
+def command(*args: bytes | str) -> bytes:
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg.encode() if isinstance(arg, str) else arg
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+class RespProtocol(asyncio.Protocol):
+    """One socket to Redis.  Replies are parsed and handed to ``on_reply``
+    in the loop's I/O callback: no task wakes up per read."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.parser = hiredis.Reader()
+        self.transport: asyncio.Transport | None = None
+        # Set with the exception that ended the connection.
+        self.closed: asyncio.Future[None] = loop.create_future()
+        self.on_reply: Callable[[Any], None] = self._unexpected
+        self.reads = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.reads += 1
+        try:
+            self.parser.feed(data)
+            reply = self.parser.gets()
+            while reply is not False:
+                self.on_reply(reply)
+                reply = self.parser.gets()
+        except Exception as exc:
+            self._close(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._close(exc or EOFError("Redis closed the connection"))
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(data)
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    async def call(self, request: bytes) -> Any:
+        """Send a command while nothing else is in flight; its reply."""
+        replies: asyncio.Future[Any] = self.closed.get_loop().create_future()
+        self.on_reply = replies.set_result
+        self.write(request)
+        await asyncio.wait([replies, self.closed], return_when=asyncio.FIRST_COMPLETED)
+        self.on_reply = self._unexpected
+        if not replies.done():
+            self.closed.result()  # raises what closed the connection
+        return replies.result()
+
+    def _unexpected(self, reply: Any) -> None:
+        raise ConnectionError(f"unexpected reply from Redis: {reply!r}")
+
+    def _close(self, exc: BaseException) -> None:
+        if not self.closed.done():
+            self.closed.set_exception(exc)
+            self.closed.exception()  # retrieved: the owner may be gone
+        if self.transport is not None:
+            self.transport.abort()
+
+
+async def connect(
+    url: str, protocol: RespProtocol, loop: asyncio.AbstractEventLoop, select_db: bool
+) -> None:
+    """Connect ``protocol`` to the Redis of ``url``: TCP, TLS (``rediss://``)
+    or a unix socket, AUTH with the URL's credentials, and SELECT its
+    database if ``select_db`` (pub/sub ignores databases)."""
+    params: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
+    connection_class = getattr(params.get("connection_class"), "__name__", "")
+    if "path" in params:
+        await loop.create_unix_connection(lambda: protocol, params["path"])
+    else:
+        context = ssl.create_default_context() if connection_class == "SSLConnection" else None
+        await loop.create_connection(
+            lambda: protocol,
+            params.get("host", "localhost"),
+            params.get("port", 6379),
+            ssl=context,
+        )
+    setup = []
+    if params.get("password"):
+        auth = [b"AUTH", params["password"]]
+        if params.get("username"):
+            auth.insert(1, params["username"])
+        setup.append(("AUTH", command(*auth)))
+    if select_db and params.get("db"):
+        setup.append(("SELECT", command(b"SELECT", str(params["db"]))))
+    try:
+        for name, request in setup:
+            reply = await protocol.call(request)
+            if isinstance(reply, hiredis.ReplyError):
+                raise ConnectionError(f"Redis {name} failed: {reply}")
+    except BaseException:
+        protocol.abort()
+        raise
+
+
+class _Pipelined(RespProtocol):
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self.waiting: deque[asyncio.Future[Any]] = deque()
+
+    def send(self, request: bytes) -> asyncio.Future[Any]:
+        future = self.closed.get_loop().create_future()
+        self.waiting.append(future)
+        self.write(request)
+        return future
+
+    def answer(self, reply: Any) -> None:
+        future = self.waiting.popleft()
+        if not future.done():  # its caller may have given up
+            future.set_result(reply)
+
+    def _close(self, exc: BaseException) -> None:
+        super()._close(exc)
+        while self.waiting:
+            future = self.waiting.popleft()
+            if not future.done():
+                future.set_exception(ConnectionError(f"Redis connection lost: {exc}"))
+
+
+class Commands:
+    """Commands of one event loop on one pipelined connection, opened on
+    first use and again after it failed.  A reply error is returned, not
+    raised (``hiredis.ReplyError``); a lost connection or a reply later than
+    ``timeout`` raises ``ConnectionError`` for every command in flight."""
+
+    def __init__(self, url: str, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        self.url = url
+        self.loop = loop
+        self.timeout = timeout
+        self._protocol: _Pipelined | None = None
+        self._opening: asyncio.Future[_Pipelined] | None = None
+
+    async def call(self, request: bytes) -> Any:
+        protocol = self._protocol
+        if protocol is None or protocol.closed.done():
+            protocol = await self._open()
+        future = protocol.send(request)
+        timer = self.loop.call_later(self.timeout, self._late, protocol, future)
+        try:
+            return await future
+        finally:
+            timer.cancel()
+
+    def close(self) -> None:
+        if self._protocol is not None:
+            self._protocol.abort()
+            self._protocol = None
+
+    def _late(self, protocol: _Pipelined, future: asyncio.Future[Any]) -> None:
+        if not future.done():
+            protocol._close(TimeoutError(f"no reply from Redis within {self.timeout} s"))
+
+    async def _open(self) -> _Pipelined:
+        """One connection attempt at a time; concurrent callers share it."""
+        if self._opening is None:
+            self._opening = self.loop.create_task(self._connect())
+            # Retrieved even if every caller gave up meanwhile.
+            self._opening.add_done_callback(lambda task: task.cancelled() or task.exception())
+        opening = self._opening
+        try:
+            return await asyncio.shield(opening)
+        finally:
+            if self._opening is opening and opening.done():
+                self._opening = None
+
+    async def _connect(self) -> _Pipelined:
+        protocol = _Pipelined(self.loop)
+        await asyncio.wait_for(connect(self.url, protocol, self.loop, True), CONNECT_TIMEOUT)
+        protocol.on_reply = protocol.answer
+        self._protocol = protocol
+        return protocol
