@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 from .events import Event, EventKey
@@ -84,7 +84,7 @@ class Connection:
         # handler hands it over (``sse.asgi`` does): an event for a stream
         # that waits is then sent from the broker's callback, without waking
         # the stream's task.  ``_sending`` is a send that had to wait.
-        self.send: Callable[[dict[str, Any]], Coroutine[Any, Any, None]] | None = None
+        self.send: Callable[[dict[str, Any]], Awaitable[None]] | None = None
         self._sending: asyncio.Task[None] | None = None
 
     def offer(self, event: Event) -> None:
@@ -110,7 +110,8 @@ class Connection:
         if self._sending is not None:
             return False
         assert self.send is not None
-        sending = self.send({"type": "http.response.body", "body": event.frame, "more_body": True})
+        message = {"type": "http.response.body", "body": event.frame, "more_body": True}
+        sending = self.send(message).__await__()
         try:
             waiting_on = sending.send(None)
         except StopIteration:
@@ -253,8 +254,8 @@ class Connection:
         return len(self._items)
 
 
-async def _finish(sending: Coroutine[Any, Any, None], waiting_on: Any) -> None:
-    """Drive ``sending``, a coroutine suspended on the future ``waiting_on``
+async def _finish(sending: Generator[Any, None, None], waiting_on: Any) -> None:
+    """Drive ``sending``, an awaitable suspended on the future ``waiting_on``
     (None: it yielded to the loop), to its end, as a task would."""
     while True:
         cancelled = None
