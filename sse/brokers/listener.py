@@ -77,13 +77,19 @@ class SessionListener:
     async def ensure(self, session_id: str) -> None:
         """Return once Redis has confirmed the subscription to the session."""
         try:
-            await asyncio.wait_for(self._connected.wait(), CONNECT_TIMEOUT)
-            future = self._subs.get(session_id)
-            if future is None:
-                future = self._subscribe([session_id])[0]
-            await asyncio.wait_for(asyncio.shield(future), CONNECT_TIMEOUT)
+            if not self._connected.is_set():
+                await asyncio.wait_for(self._connected.wait(), CONNECT_TIMEOUT)
         except TimeoutError as exc:
             raise BrokerUnavailable("Redis did not confirm the subscription") from exc
+        future = self._subs.get(session_id)
+        if future is None:
+            future = self._subscribe([session_id])[0]
+        if not future.done():
+            # Not wait_for(shield(...)): no task per stream during a storm.
+            await asyncio.wait([future], timeout=CONNECT_TIMEOUT)
+            if not future.done():
+                raise BrokerUnavailable("Redis did not confirm the subscription")
+        future.result()  # raises BrokerUnavailable if the connection dropped
 
     def release(self, session_id: str) -> None:
         if self._subs.pop(session_id, None) is None or self._protocol is None:
