@@ -2,23 +2,38 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import contextvars
+import functools
+import os
+import queue
+import threading
 from collections.abc import Awaitable, Callable
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
-from asgiref.sync import SyncToAsync, sync_to_async
+from asgiref.sync import SyncToAsync
 from django.db import close_old_connections
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
+# As many threads as the loop's default executor would have.
+THREADS = min(32, (os.cpu_count() or 1) + 4)
+
 
 def database_sync_to_async(func: Callable[P, R]) -> Callable[P, Awaitable[R]]:
-    """Run ``func`` in the shared thread pool, as channels' helper of the
-    same name does, closing the connections it leaves behind.
+    """Run ``func`` on one of a fixed set of threads, as channels' helper of
+    the same name does, closing the connections it leaves behind.
 
     Not thread-sensitive: Django would otherwise run it in the request's own
     thread, which lives as long as the response; for a stream, hours.  And a
     sync caller may be blocking that thread while it waits for us.
+
+    Not asgiref's ``sync_to_async`` either: a stream makes two such calls
+    when it opens, and a reconnect storm opens thousands at once.  Here a
+    call is one queue put, and its result one ``call_soon_threadsafe``; the
+    caller's context variables are passed on, as asgiref does.
     """
 
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -28,7 +43,64 @@ def database_sync_to_async(func: Callable[P, R]) -> Callable[P, Awaitable[R]]:
         finally:
             close_old_connections()
 
-    return sync_to_async(run, thread_sensitive=False)
+    async def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        context = contextvars.copy_context()
+        return await _workers.submit(functools.partial(context.run, run, *args, **kwargs))
+
+    return functools.wraps(func)(call)
+
+
+class _Workers:
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._jobs: queue.SimpleQueue[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any], Any]]
+        self._jobs = queue.SimpleQueue()
+        self._started = 0
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+
+    def submit(self, job: Callable[[], R]) -> asyncio.Future[R]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
+        if self._started < self.size or self._pid != os.getpid():
+            self._start()
+        self._jobs.put((loop, future, job))
+        return future
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._pid != os.getpid():  # a forked process: no threads came along
+                self._pid, self._started = os.getpid(), 0
+                self._jobs = queue.SimpleQueue()
+            while self._started < self.size:
+                self._started += 1
+                name = f"sse-db-{self._started}"
+                threading.Thread(target=self._work, name=name, daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            loop, future, job = self._jobs.get()
+            outcome: Callable[[asyncio.Future[Any], Any], None]
+            try:
+                outcome, value = _succeed, job()
+            except BaseException as exc:  # as concurrent.futures: the caller gets it
+                outcome, value = _fail, exc
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits
+                loop.call_soon_threadsafe(outcome, future, value)
+            del loop, future, job, value  # nothing of a job outlives it
+
+
+def _succeed(future: asyncio.Future[Any], result: Any) -> None:
+    if not future.done():  # the caller may have been cancelled
+        future.set_result(result)
+
+
+def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
+
+
+_workers = _Workers(THREADS)
 
 
 def release_request_thread() -> None:
