@@ -467,6 +467,7 @@ class Bench:
         sessions: int,
         background: bool = False,
         prime: bool = False,
+        batch: bool = False,
     ) -> Any:
         path = self.work / f"pub-{self.seq}.bin"
         env = {
@@ -500,6 +501,7 @@ class Bench:
                 "--log",
                 str(path),
                 *(["--prime"] if prime else []),
+                *(["--batch"] if batch else []),
             ],
         )
         self.seq += 10_000_000
@@ -569,12 +571,19 @@ class Bench:
                 server.stop()
 
     def _rate_phase(
-        self, system: System, server: Server, gen: LoadGen, n: int, rate: float, secs: float
+        self,
+        system: System,
+        server: Server,
+        gen: LoadGen,
+        n: int,
+        rate: float,
+        secs: float,
+        batch: bool = False,
     ) -> dict[str, Any]:
         gen.cmd(cmd="reset")
         user0, sys0 = cpu_times(server.pid)
         profiler = self.profile(system, server, f"{n}c-{int(rate)}", secs)
-        pub, path = self.publish(system, rate, secs, n)
+        pub, path = self.publish(system, rate, secs, n, batch=batch)
         if profiler is not None:
             profiler.wait(timeout=secs + 120)
         got = gen.cmd(cmd="collect", log=str(path), drain=3.0, wait=60)
@@ -650,7 +659,10 @@ class Bench:
             gen.cmd(cmd="connect", n=n, concurrency=256, timeout=120, wait=180)
             time.sleep(2.0)
             for r in self.scale["ladder"]:
-                phase = self._rate_phase(system, server, gen, n, r, self.scale["rate_secs"])
+                # Pipelined publishing: the ladder should find the server's limit.
+                phase = self._rate_phase(
+                    system, server, gen, n, r, self.scale["rate_secs"], batch=True
+                )
                 log(
                     f"{system.name} max @ {r}/s: p99={phase['p99_ms']} lost={phase['lost']} "
                     f"achieved={phase['achieved_rate']}"
