@@ -674,7 +674,12 @@ class Bench:
                     best = max(best, phase["achieved_rate"] or 0.0)
                     break
                 best = r
-            if not phase["pass_50ms"]:
+            busy = phase["server_cpu_s"] / self.scale["rate_secs"]
+            if not phase["pass_50ms"] and busy < 0.8:
+                # The server had CPU to spare: the core of the load generator,
+                # the publisher and Redis ran out first.
+                limited_by = f"the client core (server at {busy:.0%} of its core)"
+            elif not phase["pass_50ms"]:
                 limited_by = "server"
             elif phase["publisher_bound"]:
                 limited_by = "publisher"
