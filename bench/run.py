@@ -407,7 +407,9 @@ class Bench:
             "--timeout-graceful-shutdown",
             "3",
         ]
-        daphne = ["-b", "127.0.0.1", "-p", "{port}", "-v", "0"]
+        # The same listen backlog as uvicorn's: Twisted's default is 50, and a
+        # storm's connections beyond it wait for SYN retransmits (1 s, 3 s, ...).
+        daphne = ["-e", "tcp:port={port}:interface=127.0.0.1:backlog=8192", "-v", "0"]
         ours = self.ours_env()
         return {
             "ours-uvicorn": System(
