@@ -96,8 +96,13 @@ def _succeed(future: asyncio.Future[Any], result: Any) -> None:
 
 
 def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
-    if not future.done():
-        future.set_exception(exc)
+    if future.done():
+        return
+    if isinstance(exc, StopIteration):  # a future cannot carry one, as in a coroutine
+        error = RuntimeError(f"{exc.__class__.__name__} raised by a database call")
+        error.__cause__ = exc
+        exc = error
+    future.set_exception(exc)
 
 
 _workers = _Workers(THREADS)

@@ -37,6 +37,14 @@ async def test_an_exception_reaches_the_caller_and_the_workers_keep_working() ->
     assert (await database_sync_to_async(_where)("after"))[0] == "after"
 
 
+async def test_a_stop_iteration_arrives_as_a_runtime_error() -> None:
+    def exhausted() -> None:
+        next(iter(()))
+
+    with pytest.raises(RuntimeError, match="StopIteration raised by a database call"):
+        await asyncio.wait_for(database_sync_to_async(exhausted)(), 5)
+
+
 async def test_a_caller_that_gives_up_does_not_block_the_others(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
