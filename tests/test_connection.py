@@ -90,11 +90,19 @@ class _Client:
         self.written.append(message["body"])
 
 
-async def test_events_for_a_waiting_stream_are_sent_without_waking_it() -> None:
+def _sent_to_client(maxsize: int, reading: bool = True) -> tuple[Connection, _Client]:
+    """A connection whose events go to a client through its ``send``."""
     loop = asyncio.get_running_loop()
-    conn = Connection("s", 2, loop)
+    conn = Connection("s", maxsize, loop)
     client = _Client()
     conn.send = client.send
+    if not reading:
+        client.reading = loop.create_future()
+    return conn, client
+
+
+async def test_events_for_a_waiting_stream_are_sent_without_waking_it() -> None:
+    conn, client = _sent_to_client(2)
     waiter = conn.wait()
     assert waiter is not None
     events = [_event(n) for n in range(5)]
@@ -107,11 +115,7 @@ async def test_events_for_a_waiting_stream_are_sent_without_waking_it() -> None:
 
 
 async def test_while_a_send_waits_for_the_client_later_events_wait_behind_it() -> None:
-    loop = asyncio.get_running_loop()
-    conn = Connection("s", 10, loop)
-    client = _Client()
-    conn.send = client.send
-    client.reading = loop.create_future()
+    conn, client = _sent_to_client(10, reading=False)
     waiter = conn.wait()
     assert waiter is not None
     events = [_event(n) for n in range(3)]
@@ -121,7 +125,7 @@ async def test_while_a_send_waits_for_the_client_later_events_wait_behind_it() -
     batch = conn.take()
     assert batch == events[1:]
     assert conn.sending
-    flushed = loop.create_task(conn.flush())
+    flushed = asyncio.create_task(conn.flush())
     await asyncio.sleep(0.01)
     assert not flushed.done()
     assert client.written == []
@@ -132,11 +136,7 @@ async def test_while_a_send_waits_for_the_client_later_events_wait_behind_it() -
 
 
 async def test_a_client_that_stops_reading_overflows_its_stream() -> None:
-    loop = asyncio.get_running_loop()
-    conn = Connection("s", 2, loop)
-    client = _Client()
-    conn.send = client.send
-    client.reading = loop.create_future()
+    conn, client = _sent_to_client(2, reading=False)
     conn.wait()
     conn.offer(_event(0))  # waits for the client
     conn.take()  # the stream woke up and now waits for that send
