@@ -116,9 +116,8 @@ class Connection:
             waiting_on = sending.send(None)
         except StopIteration:
             return True  # the usual case: the server wrote it without waiting
-        except Exception:
-            logger.exception("SSE stream of session %s: sending an event failed", self.session_id)
-            self.end("error")
+        except Exception as exc:
+            self._send_failed(exc)
             return True
         # The server waits (for the client to read): finish this send in a
         # task; the stream writes nothing before it is done.
@@ -132,12 +131,14 @@ class Connection:
             return
         exc = task.exception()
         if exc is not None:
-            logger.error(
-                "SSE stream of session %s: sending an event failed",
-                self.session_id,
-                exc_info=exc,
-            )
-            self.end("error")
+            self._send_failed(exc)
+
+    def _send_failed(self, exc: BaseException) -> None:
+        """The stream ends; its client reconnects and replays what it missed."""
+        logger.error(
+            "SSE stream of session %s: sending an event failed", self.session_id, exc_info=exc
+        )
+        self.end("error")
 
     @property
     def sending(self) -> bool:
