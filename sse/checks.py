@@ -81,6 +81,15 @@ def check_settings(**kwargs: Any) -> list[checks.CheckMessage]:
                 id="sse.E006",
             )
         )
+    coalesce = user.get("COALESCE_MS", DEFAULTS["COALESCE_MS"])
+    if isinstance(coalesce, bool) or not isinstance(coalesce, int | float) or coalesce < 0:
+        errors.append(
+            checks.Error(
+                f"SSE['COALESCE_MS'] must be a number of milliseconds >= 0, not {coalesce!r}.",
+                hint="The default is 1; 0 reads every event as it arrives.",
+                id="sse.E007",
+            )
+        )
     access = user.get("SESSION_ACCESS", DEFAULTS["SESSION_ACCESS"])
     try:
         loaded = import_string(access) if isinstance(access, str) else None

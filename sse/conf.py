@@ -21,6 +21,8 @@ DEFAULTS: dict[str, Any] = {
     "SESSION_ACCESS": "sse.sessions.owner_or_staff",
     # Keep long-lived objects out of full garbage collections (sse.pauses).
     "GC_FREEZE": True,
+    # Under load, the Redis listener reads events in batches at most this old.
+    "COALESCE_MS": 1,
 }
 
 
@@ -80,6 +82,10 @@ class Settings(AppSettings):
     @property
     def GC_FREEZE(self) -> bool:
         return bool(self._get("GC_FREEZE"))
+
+    @property
+    def COALESCE_MS(self) -> float:
+        return float(self._get("COALESCE_MS"))
 
     @property
     def SESSION_ACCESS(self) -> str:

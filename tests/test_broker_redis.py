@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sys
 import threading
 import time
 import uuid
@@ -101,12 +102,18 @@ def test_short_lived_loops_leave_no_client_behind(
 
 
 @pytest.mark.redis
+@pytest.mark.parametrize("coalesce_ms", [0, 5])
 async def test_listener_reconnects_under_steady_publishing_without_loss(
-    redis_server: RedisServer, settings: object
+    redis_server: RedisServer, settings: object, monkeypatch: pytest.MonkeyPatch, coalesce_ms: int
 ) -> None:
     """No injected delay: a publisher thread keeps publishing while the
-    listener's connection is killed."""
-    settings.SSE = {"BUFFER_SIZE": 10_000}  # type: ignore[attr-defined]  # covers the outages
+    listener's connection is killed, with events read as they arrive or
+    (coalesce_ms) held back in batches when the connection drops."""
+    from sse.brokers import listener as listener_module
+
+    monkeypatch.setattr(listener_module, "BUSY_RATE", 100)
+    # BUFFER_SIZE covers the outages.
+    settings.SSE = {"BUFFER_SIZE": 10_000, "COALESCE_MS": coalesce_ms}  # type: ignore[attr-defined]
     broker = RedisBroker(redis_server.url)
     conn = await _live(broker, "repro", maxsize=100_000)
     sid = conn.session_id
@@ -276,4 +283,79 @@ async def test_a_read_from_a_redis_that_does_not_answer_fails_and_the_next_works
         read = await broker.read(sid, ZERO)
         assert [event.id for event in read.events] == [event_id]
     finally:
+        await broker.aclose()
+
+
+# Publishes its argv's messages to a channel, one round trip each, as
+# separate agents do: nothing batches them on the way to the listener.
+_PUBLISHER = """
+import sys, redis
+client = redis.Redis.from_url(sys.argv[1])
+for n in range(1, int(sys.argv[3]) + 1):
+    client.publish(sys.argv[2], b"%d-0\\n" % n + sys.argv[4].encode())
+"""
+
+
+async def _publish_apart(url: str, sid: str, count: int) -> list[str]:
+    body = prepare(sid, "tool_status", {"n": 1}).decode()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _PUBLISHER, url, f"sse_events:{sid}", str(count), body
+    )
+    assert await process.wait() == 0
+    return [f"{n}-0" for n in range(1, count + 1)]
+
+
+@pytest.mark.redis
+async def test_a_busy_listener_reads_events_in_batches_and_holds_none_back(
+    redis_server: RedisServer, settings: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many events a second are read many at a time (the CPU they cost is
+    mostly waking up); all arrive in order, the last of the burst too, and a
+    lone event after the burst is not left waiting for more."""
+    from sse.brokers import listener as listener_module
+
+    monkeypatch.setattr(listener_module, "BUSY_RATE", 100)  # busy on any machine
+    settings.SSE = {"COALESCE_MS": 20}  # type: ignore[attr-defined]
+    broker = RedisBroker(redis_server.url)
+    conn = await _live(broker, "busy", maxsize=100_000)
+    listener = broker.listener(conn.loop)
+    try:
+        await _until(lambda: listener._protocol is not None)
+        protocol = listener._protocol
+        assert protocol is not None
+        reads, replies = protocol.reads, protocol.replies
+        burst = await _publish_apart(redis_server.url, conn.session_id, 3000)
+        got = await _drain(conn, 0.5)
+        assert got == burst
+        per_read = (protocol.replies - replies) / (protocol.reads - reads)
+        assert per_read >= 5, f"{per_read:.1f} events per read"
+
+        await asyncio.sleep(0.1)
+        lone = broker.publish(conn.session_id, prepare(conn.session_id, "tool_status", {}))
+        assert await _drain(conn, 0.5) == [lone]
+    finally:
+        broker.detach(conn)
+        await broker.aclose()
+    assert protocol._sock is None  # the duplicate descriptor is closed
+
+
+@pytest.mark.redis
+async def test_a_listener_told_not_to_coalesce_reads_every_event_as_it_arrives(
+    redis_server: RedisServer, settings: object
+) -> None:
+    settings.SSE = {"COALESCE_MS": 0}  # type: ignore[attr-defined]
+    broker = RedisBroker(redis_server.url)
+    conn = await _live(broker, "eager", maxsize=100_000)
+    listener = broker.listener(conn.loop)
+    try:
+        await _until(lambda: listener._protocol is not None)
+        protocol = listener._protocol
+        assert protocol is not None
+        reads, replies = protocol.reads, protocol.replies
+        burst = await _publish_apart(redis_server.url, conn.session_id, 3000)
+        assert await _drain(conn, 0.5) == burst
+        per_read = (protocol.replies - replies) / (protocol.reads - reads)
+        assert per_read < 2, f"{per_read:.1f} events per read"
+    finally:
+        broker.detach(conn)
         await broker.aclose()

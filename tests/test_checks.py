@@ -53,3 +53,10 @@ def test_e005_session_access(value: object) -> None:
 def test_e006_gc_freeze(value: object) -> None:
     assert ids({"GC_FREEZE": value}) == ["sse.E006"]
     assert ids({"GC_FREEZE": False}) == []
+
+
+@pytest.mark.parametrize("value", [-1, "1", None, True])
+def test_e007_coalesce_ms(value: object) -> None:
+    assert ids({"COALESCE_MS": value}) == ["sse.E007"]
+    assert ids({"COALESCE_MS": 0}) == []
+    assert ids({"COALESCE_MS": 2.5}) == []

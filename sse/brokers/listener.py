@@ -8,7 +8,7 @@ the listener was away is still delivered.
 
 It speaks RESP directly (``resp``, through hiredis) on its own socket:
 pub/sub needs three commands, and the hot path stays one parse and one
-render per event.
+render per event.  Under load it reads events in batches (``_Subscriber``).
 """
 
 from __future__ import annotations
@@ -17,11 +17,13 @@ import asyncio
 import contextlib
 import logging
 import random
+import socket
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import hiredis
 
+from ..conf import conf
 from ..connection import LocalSessions
 from ..events import Event, render
 from ..exceptions import BrokerUnavailable
@@ -36,6 +38,12 @@ CHANNEL_PREFIX = b"sse_events:"
 # Silence this long on the socket triggers a PING; twice as long, a reconnect.
 IDLE_PING = 15.0
 MAX_BACKOFF = 5.0
+# From this many messages a second (measured over RATE_WINDOW seconds), the
+# listener reads them in batches; see _Subscriber.
+BUSY_RATE = 1500
+RATE_WINDOW = 0.01
+# While batching, fewer bytes than this do not wake the process.
+HOLD_BYTES = 1 << 16
 
 
 class SessionListener:
@@ -168,7 +176,7 @@ class SessionListener:
             self._protocol = None
 
     async def _open(self) -> RespProtocol:
-        protocol = RespProtocol(self.loop)
+        protocol = _Subscriber(self.loop, conf.COALESCE_MS / 1000)
         await connect(self.broker.url, protocol, self.loop, select_db=False)
         return protocol
 
@@ -263,3 +271,78 @@ class SessionListener:
                     conn.offer(event)
             # Streams that opened meanwhile read the buffer themselves.
             self.local.deliver(sid, held)
+
+
+class _Subscriber(RespProtocol):
+    """The listener's socket.  At BUSY_RATE messages a second or more, what
+    arrives is left in the kernel for up to ``hold`` seconds before it wakes
+    the process: after each read the socket's receive low-water mark
+    (``SO_RCVLOWAT``) is raised, and a timer lowers it again.  One wake-up
+    then reads every message of that time instead of one message each; on a
+    loop that is otherwise idle, waking up is the largest cost of a message
+    (bench/RESULTS.md).  Below that rate, on unix sockets (whose low-water
+    mark does not hold back readiness) and where the option is refused, each
+    message is read as it arrives."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, hold: float) -> None:
+        super().__init__(loop)
+        self.hold = hold
+        self._sock: socket.socket | None = None
+        self._since = loop.time()
+        self._counted = 0
+        self._busy = False
+        self._release_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        sock = transport.get_extra_info("socket")
+        if self.hold <= 0 or sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+            return
+        # Not every loop lets the transport's socket object be used; a
+        # duplicate descriptor shares the socket's options.
+        dup = socket.fromfd(sock.fileno(), sock.family, sock.type)
+        try:
+            dup.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
+        except OSError as exc:
+            logger.info("SSE Redis listener reads every event as it arrives: %s", exc)
+            dup.close()
+            return
+        self._sock = dup
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._sock is None or self.closed.done():
+            return
+        now = self.loop.time()
+        elapsed = now - self._since
+        if elapsed >= RATE_WINDOW:
+            self._busy = self.replies - self._counted >= BUSY_RATE * elapsed
+            self._since = now
+            self._counted = self.replies
+        if self._busy and self._release_timer is None:
+            self._low_water(HOLD_BYTES)
+            self._release_timer = self.loop.call_at(now + self.hold, self._release)
+
+    def _release(self) -> None:
+        """Messages held back become readable: lowering the mark signals
+        the socket as readable at once if anything is waiting."""
+        self._release_timer = None
+        self._low_water(1)
+
+    def _low_water(self, nbytes: int) -> None:
+        assert self._sock is not None
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, nbytes)
+        except OSError as exc:
+            # Messages may be held back with nothing left to release them:
+            # drop the connection, and the listener catches up after it.
+            self._close(exc)
+
+    def _close(self, exc: BaseException) -> None:
+        super()._close(exc)
+        if self._release_timer is not None:
+            self._release_timer.cancel()
+            self._release_timer = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None

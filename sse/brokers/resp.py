@@ -36,12 +36,14 @@ class RespProtocol(asyncio.Protocol):
     in the loop's I/O callback: no task wakes up per read."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
         self.parser = hiredis.Reader()
         self.transport: asyncio.Transport | None = None
         # Set with the exception that ended the connection.
         self.closed: asyncio.Future[None] = loop.create_future()
         self.on_reply: Callable[[Any], None] = self._unexpected
         self.reads = 0
+        self.replies = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -52,6 +54,7 @@ class RespProtocol(asyncio.Protocol):
             self.parser.feed(data)
             reply = self.parser.gets()
             while reply is not False:
+                self.replies += 1
                 self.on_reply(reply)
                 reply = self.parser.gets()
         except Exception as exc:
@@ -70,7 +73,7 @@ class RespProtocol(asyncio.Protocol):
 
     async def call(self, request: bytes) -> Any:
         """Send a command while nothing else is in flight; its reply."""
-        replies: asyncio.Future[Any] = self.closed.get_loop().create_future()
+        replies: asyncio.Future[Any] = self.loop.create_future()
         self.on_reply = replies.set_result
         self.write(request)
         await asyncio.wait([replies, self.closed], return_when=asyncio.FIRST_COMPLETED)
@@ -132,7 +135,7 @@ class _Pipelined(RespProtocol):
         self.waiting: deque[asyncio.Future[Any]] = deque()
 
     def send(self, request: bytes) -> asyncio.Future[Any]:
-        future = self.closed.get_loop().create_future()
+        future = self.loop.create_future()
         self.waiting.append(future)
         self.write(request)
         return future
