@@ -11,6 +11,10 @@ from django.utils.module_loading import import_string
 
 from .conf import DEFAULTS
 
+# Events held for a second are no longer "within milliseconds"; held for 15 s,
+# the listener's watchdog would take the socket for a silent Redis.
+MAX_COALESCE_MS = 1000
+
 POSITIVE_INTEGERS = (
     "BUFFER_SIZE",
     "BUFFER_TTL",
@@ -82,10 +86,15 @@ def check_settings(**kwargs: Any) -> list[checks.CheckMessage]:
             )
         )
     coalesce = user.get("COALESCE_MS", DEFAULTS["COALESCE_MS"])
-    if isinstance(coalesce, bool) or not isinstance(coalesce, int | float) or coalesce < 0:
+    if (
+        isinstance(coalesce, bool)
+        or not isinstance(coalesce, int | float)
+        or not 0 <= coalesce <= MAX_COALESCE_MS  # False for nan
+    ):
         errors.append(
             checks.Error(
-                f"SSE['COALESCE_MS'] must be a number of milliseconds >= 0, not {coalesce!r}.",
+                f"SSE['COALESCE_MS'] must be a number of milliseconds from 0 to "
+                f"{MAX_COALESCE_MS}, not {coalesce!r}.",
                 hint="The default is 1; 0 reads every event as it arrives.",
                 id="sse.E007",
             )

@@ -317,6 +317,14 @@ async def test_a_busy_listener_reads_events_in_batches_and_holds_none_back(
     from sse.brokers import listener as listener_module
 
     monkeypatch.setattr(listener_module, "BUSY_RATE", 100)  # busy on any machine
+    marks: list[int] = []  # the socket's low-water marks, in the order set
+    set_mark = listener_module._Subscriber._low_water
+
+    def recording(self: listener_module._Subscriber, nbytes: int) -> None:
+        marks.append(nbytes)
+        set_mark(self, nbytes)
+
+    monkeypatch.setattr(listener_module._Subscriber, "_low_water", recording)
     settings.SSE = {"COALESCE_MS": coalesce_ms}  # type: ignore[attr-defined]
     broker = RedisBroker(redis_server.url)
     conn = await _live(broker, "busy", maxsize=100_000)
@@ -324,15 +332,20 @@ async def test_a_busy_listener_reads_events_in_batches_and_holds_none_back(
     try:
         await _until(lambda: listener._protocol is not None)
         protocol = listener._protocol
-        assert protocol is not None
+        assert isinstance(protocol, listener_module._Subscriber)
+        dup = protocol._sock
         reads, replies = protocol.reads, protocol.replies
         burst = await _publish_apart(redis_server.url, conn.session_id, 3000)
         assert await _drain(conn, 0.5) == burst
         per_read = (protocol.replies - replies) / (protocol.reads - reads)
         if coalesce_ms:
+            # Raised, and every time lowered again before it was raised anew.
+            assert marks
+            assert marks == [listener_module.HOLD_BYTES, 1] * (len(marks) // 2)
             assert per_read >= 5, f"{per_read:.1f} events per read"
         else:
-            assert per_read < 2, f"{per_read:.1f} events per read"
+            assert dup is None
+            assert marks == []
 
         await asyncio.sleep(0.1)
         lone = broker.publish(conn.session_id, prepare(conn.session_id, "tool_status", {}))
@@ -340,4 +353,5 @@ async def test_a_busy_listener_reads_events_in_batches_and_holds_none_back(
     finally:
         broker.detach(conn)
         await broker.aclose()
-    assert protocol._sock is None  # the duplicate descriptor is closed
+    if dup is not None:
+        assert dup.fileno() == -1  # the duplicate descriptor is closed

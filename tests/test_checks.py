@@ -55,7 +55,7 @@ def test_e006_gc_freeze(value: object) -> None:
     assert ids({"GC_FREEZE": False}) == []
 
 
-@pytest.mark.parametrize("value", [-1, "1", None, True])
+@pytest.mark.parametrize("value", [-1, "1", None, True, float("inf"), float("nan"), 1001])
 def test_e007_coalesce_ms(value: object) -> None:
     assert ids({"COALESCE_MS": value}) == ["sse.E007"]
     assert ids({"COALESCE_MS": 0}) == []

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import random
 import socket
+import sys
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -281,8 +282,9 @@ class _Subscriber(RespProtocol):
     then reads every message of that time instead of one message each; on a
     loop that is otherwise idle, waking up is the largest cost of a message
     (bench/RESULTS.md).  Below that rate, on unix sockets (whose low-water
-    mark does not hold back readiness) and where the option is refused, each
-    message is read as it arrives."""
+    mark does not hold back readiness), off Linux (where lowering the mark
+    may not wake the reader) and where the option is refused, each message
+    is read as it arrives."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, hold: float) -> None:
         super().__init__(loop)
@@ -296,16 +298,24 @@ class _Subscriber(RespProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         sock = transport.get_extra_info("socket")
-        if self.hold <= 0 or sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        if (
+            self.hold <= 0
+            or not sys.platform.startswith("linux")
+            or sock is None
+            or sock.family not in (socket.AF_INET, socket.AF_INET6)
+        ):
             return
-        # Not every loop lets the transport's socket object be used; a
-        # duplicate descriptor shares the socket's options.
-        dup = socket.fromfd(sock.fileno(), sock.family, sock.type)
+        # Not every loop lets the transport's socket object be used, and
+        # uvloop closes its descriptor before connection_lost(): a duplicate
+        # descriptor shares the socket's options and stays valid until _close.
+        dup = None
         try:
+            dup = socket.fromfd(sock.fileno(), sock.family, sock.type)
             dup.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
         except OSError as exc:
             logger.info("SSE Redis listener reads every event as it arrives: %s", exc)
-            dup.close()
+            if dup is not None:
+                dup.close()
             return
         self._sock = dup
 
@@ -321,13 +331,15 @@ class _Subscriber(RespProtocol):
             self._counted = self.replies
         if self._busy and self._release_timer is None:
             self._low_water(HOLD_BYTES)
-            self._release_timer = self.loop.call_at(now + self.hold, self._release)
+            if self._sock is not None:  # else the connection is closing
+                self._release_timer = self.loop.call_at(now + self.hold, self._release)
 
     def _release(self) -> None:
         """Messages held back become readable: lowering the mark signals
-        the socket as readable at once if anything is waiting."""
+        the socket as readable at once if anything is waiting (Linux)."""
         self._release_timer = None
-        self._low_water(1)
+        if self._sock is not None:
+            self._low_water(1)
 
     def _low_water(self, nbytes: int) -> None:
         assert self._sock is not None
