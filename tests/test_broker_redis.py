@@ -12,6 +12,7 @@ import uuid
 
 import pytest
 
+from sse.brokers import listener as listener_module
 from sse.brokers import redis as redis_broker
 from sse.brokers.redis import RedisBroker
 from sse.connection import ZERO, Connection
@@ -109,8 +110,6 @@ async def test_listener_reconnects_under_steady_publishing_without_loss(
     """No injected delay: a publisher thread keeps publishing while the
     listener's connection is killed, with events read as they arrive or
     (coalesce_ms) held back in batches when the connection drops."""
-    from sse.brokers import listener as listener_module
-
     monkeypatch.setattr(listener_module, "BUSY_RATE", 100)
     # BUFFER_SIZE covers the outages.
     settings.SSE = {"BUFFER_SIZE": 10_000, "COALESCE_MS": coalesce_ms}  # type: ignore[attr-defined]
@@ -154,8 +153,6 @@ async def test_a_silent_redis_is_pinged_then_dropped_and_reconnected(
     without any traffic: PING, then reconnect once it answers again."""
     import os
     import signal
-
-    from sse.brokers import listener as listener_module
 
     monkeypatch.setattr(listener_module, "IDLE_PING", 0.2)
     broker = RedisBroker(redis_server.url)
@@ -314,8 +311,6 @@ async def test_a_busy_listener_reads_events_in_batches_and_holds_none_back(
     mostly waking up), unless COALESCE_MS is 0; all arrive in order, the
     last of the burst too, and a lone event after the burst is not left
     waiting for more."""
-    from sse.brokers import listener as listener_module
-
     monkeypatch.setattr(listener_module, "BUSY_RATE", 100)  # busy on any machine
     marks: list[int] = []  # the socket's low-water marks, in the order set
     set_mark = listener_module._Subscriber._low_water

@@ -321,7 +321,7 @@ class _Subscriber(RespProtocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        if self._sock is None or self.closed.done():
+        if self._sock is None:  # not batching, or closed (_close drops it)
             return
         now = self.loop.time()
         elapsed = now - self._since
@@ -338,8 +338,7 @@ class _Subscriber(RespProtocol):
         """Messages held back become readable: lowering the mark signals
         the socket as readable at once if anything is waiting (Linux)."""
         self._release_timer = None
-        if self._sock is not None:
-            self._low_water(1)
+        self._low_water(1)  # the timer is armed with _sock and cancelled by _close
 
     def _low_water(self, nbytes: int) -> None:
         assert self._sock is not None
