@@ -129,6 +129,9 @@ SIMPLE_JWT = {
 
 SSE = {
     "REDIS_URL": os.environ.get("REDIS_URL") or None,
+    # This project serves thousands of streams per process (the bench):
+    # flat full-collection pauses are worth freezing the process's objects.
+    "GC_FREEZE": True,
 }
 
 LOGGING = {

@@ -13,8 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from sse.events import SESSION_ID_RE
-from sse.views import readable_session
+from sse import SessionIdField, readable_session
 
 from .demo import RunInProgress, runner
 
@@ -47,7 +46,7 @@ def seed_page(request: HttpRequest) -> HttpResponse:
 
 
 class RunSerializer(serializers.Serializer):  # type: ignore[type-arg]
-    session_id = serializers.RegexField(SESSION_ID_RE.pattern, max_length=128)
+    session_id = SessionIdField()
 
 
 class RunInProgressError(exceptions.APIException):

@@ -70,12 +70,12 @@ def batch_publisher(system: str, redis_url: str) -> PublishMany:
         import django
 
         django.setup()
-        from sse.brokers import get_broker
-        from sse.brokers.redis import _args, _keys
-        from sse.events import prepare
+        from sse._stream.events import prepare
+        from sse._stream.hub import get_hub
+        from sse._transport.redis import _args, _keys
 
         # What notifier.send does per event, pipelined (the broker's internals).
-        broker: Any = get_broker()
+        broker: Any = get_hub().broker
 
         def send_ours(items: list[tuple[str, dict[str, Any]]]) -> object:
             with broker._client.pipeline(transaction=False) as pipe:

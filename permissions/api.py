@@ -18,14 +18,12 @@ from typing import Any, ParamSpec, TypeVar
 
 from django.utils import timezone
 
-from sse import notifier
-from sse.db import database_sync_to_async
-from sse.exceptions import SSEError
+from sse import Subscription, database_sync_to_async, notifier, subscribe
 from sse.models import StreamSession
-from sse.subscriptions import Subscription, subscribe
 
 from . import policies
 from ._loop import run_blocking
+from .announce import aannounce
 from .conf import conf
 from .exceptions import InvalidPermissionRequest
 from .models import REMEMBER_SESSION, PermissionRequest, PermissionRule, Status, iso
@@ -129,7 +127,7 @@ async def arequest_permission(
             await asyncio.shield(_abandon(await opening, None))
             raise
         if request.status != Status.PENDING:
-            await _announce(request)  # decided by a rule: the UI timeline shows it
+            await aannounce(request)  # decided by a rule: the UI timeline shows it
             return Decision.of(request)
         try:
             return await _wait(subscription, request)
@@ -225,7 +223,7 @@ async def _wait(subscription: Subscription, request: PermissionRequest) -> Decis
                 return decision
             next_check = loop.time() + (RECHECK_INTERVAL if listening else POLL_INTERVAL)
     if await database_sync_to_async(request.expire)():
-        await _announce(request)
+        await aannounce(request)
         return Decision.of(request)
     # Decided between our last look and the deadline: that decision stands.
     decision = await database_sync_to_async(_decision)(request.pk)
@@ -254,14 +252,4 @@ async def _abandon(request: PermissionRequest, exc: BaseException | None) -> Non
     else:
         reason = f"The request failed: {type(exc).__name__}: {exc}"[:1000]
     if await database_sync_to_async(request.cancel)(reason):
-        await _announce(request)
-
-
-async def _announce(request: PermissionRequest) -> None:
-    """Publish ``permission_cleared`` so every tab closes its dialog."""
-    try:
-        await notifier.asend(request.session_id, "permission_cleared", request.cleared_message())
-    except SSEError:
-        # The decision is recorded; tabs that miss this stop showing the
-        # request when they reconnect (only pending requests are replayed).
-        logger.exception("Could not publish permission_cleared of %s", request.request_id)
+        await aannounce(request)

@@ -9,10 +9,10 @@ class PermissionsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from sse import backlog as sse_backlog
+        from sse import register_backlog
 
         from . import checks
         from .backlog import pending_requests
 
         checks.register()
-        sse_backlog.register(pending_requests)
+        register_backlog(pending_requests)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.utils import timezone
 
-from sse.backlog import BacklogMessage
+from sse import BacklogMessage
 
 from .models import PermissionRequest, Status, milliseconds
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sse.conf import AppSettings
+from django.conf import settings
 
 DEFAULTS: dict[str, Any] = {
     # Seconds an agent waits for a person before the request expires.
@@ -20,9 +20,10 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-class Settings(AppSettings):
-    setting_name = "PERMISSIONS"
-    defaults = DEFAULTS
+class Settings:
+    def _get(self, name: str) -> Any:
+        user = getattr(settings, "PERMISSIONS", {})
+        return (user if isinstance(user, dict) else {}).get(name, DEFAULTS[name])
 
     @property
     def TIMEOUT(self) -> float:

@@ -3,7 +3,6 @@ JWT Bearer): a person answers a permission request."""
 
 from __future__ import annotations
 
-import logging
 from ipaddress import ip_address
 from typing import Any
 
@@ -13,17 +12,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from sse import notifier
-from sse.errors import error_body
-from sse.exceptions import SSEError
-from sse.views import readable_session
+from sse import error_body, readable_session
 
+from .announce import announce
 from .conf import conf
 from .exceptions import NoPendingRequest, NotAnObject, RequestNotFound
 from .models import PermissionRequest, PermissionRule, Status
 from .serializers import PermissionResponseSerializer
-
-logger = logging.getLogger(__name__)
 
 
 class PermissionResponseView(APIView):
@@ -52,11 +47,11 @@ class PermissionResponseView(APIView):
                         tool_name=permission.tool_name,
                         defaults={"created_by": user, "request": permission},
                     )
-                transaction.on_commit(lambda: _announce(permission))
+                transaction.on_commit(lambda: announce(permission))
         if won:
             return Response({"success": True, "data": permission.decision_data()})
         if permission.is_overdue and permission.expire():
-            transaction.on_commit(lambda: _announce(permission))
+            transaction.on_commit(lambda: announce(permission))
         if permission.status == Status.EXPIRED:
             return _refused(410, "expired", "This permission request has expired.", permission)
         return _refused(
@@ -85,17 +80,6 @@ def _find(session_id: str, request_id: Any) -> PermissionRequest:
 def _refused(status: int, code: str, message: str, permission: PermissionRequest) -> Response:
     body = error_body(code, message, decision=permission.decision_data())
     return Response(body, status=status)
-
-
-def _announce(permission: PermissionRequest) -> None:
-    """Publish ``permission_cleared``: every tab closes its dialog and the
-    waiting agent, in whatever process, wakes up."""
-    try:
-        notifier.send(permission.session_id, "permission_cleared", permission.cleared_message())
-    except SSEError:
-        # The decision is recorded: the agent re-reads the row on its own, and
-        # tabs stop showing the request when they reconnect.
-        logger.exception("Could not publish permission_cleared of %s", permission.request_id)
 
 
 def client_ip(request: Request) -> str | None:

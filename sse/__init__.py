@@ -1,4 +1,96 @@
 """Server-Sent Events for agent backends: streams, brokers, replay, notifier.
 
-Publish from agent code with ``from sse import notifier``.
+Publish from agent code with ``from sse import notifier``.  What this module
+exports is the app's API; the underscored packages are its internals:
+
+- ``sse._http``: the views (the stream, sessions, health);
+- ``sse._stream``: event ids and wire format, a stream's queue, the replay
+  planner and the fan-out of events to the streams of this process;
+- ``sse._transport``: the brokers (in-process or Redis) that carry events
+  between processes;
+- ``sse._process``: what touches the whole process: threads for ORM work,
+  garbage-collector freezing, shutdown.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .exceptions import (
+    BrokerUnavailable,
+    EventNotSerializable,
+    EventTooLarge,
+    InvalidEventType,
+    InvalidSessionId,
+    SessionNotFound,
+    SSEError,
+    TooManyConnections,
+)
+
+if TYPE_CHECKING:
+    from . import notifier
+    from ._http.fields import SessionIdField
+    from ._process.threads import database_sync_to_async
+    from ._stream.backlog import BacklogMessage
+    from ._stream.backlog import register as register_backlog
+    from .errors import error_body
+    from .sessions import SessionTaken, can_read, get_or_create_session, readable_session
+    from .subscriptions import Subscription, subscribe
+
+__all__ = [
+    "BacklogMessage",
+    "BrokerUnavailable",
+    "EventNotSerializable",
+    "EventTooLarge",
+    "InvalidEventType",
+    "InvalidSessionId",
+    "SSEError",
+    "SessionIdField",
+    "SessionNotFound",
+    "SessionTaken",
+    "Subscription",
+    "TooManyConnections",
+    "broker_backend",
+    "can_read",
+    "database_sync_to_async",
+    "error_body",
+    "get_or_create_session",
+    "notifier",
+    "readable_session",
+    "register_backlog",
+    "subscribe",
+]
+
+# Imported on first use: Django imports this package while loading apps,
+# before models may be imported.
+_LAZY: dict[str, tuple[str, str | None]] = {
+    "notifier": ("sse.notifier", None),
+    "database_sync_to_async": ("sse._process.threads", "database_sync_to_async"),
+    "BacklogMessage": ("sse._stream.backlog", "BacklogMessage"),
+    "register_backlog": ("sse._stream.backlog", "register"),
+    "error_body": ("sse.errors", "error_body"),
+    "SessionIdField": ("sse._http.fields", "SessionIdField"),
+    "SessionTaken": ("sse.sessions", "SessionTaken"),
+    "can_read": ("sse.sessions", "can_read"),
+    "get_or_create_session": ("sse.sessions", "get_or_create_session"),
+    "readable_session": ("sse.sessions", "readable_session"),
+    "Subscription": ("sse.subscriptions", "Subscription"),
+    "subscribe": ("sse.subscriptions", "subscribe"),
+}
+
+
+def broker_backend() -> str:
+    """``"redis"`` or ``"memory"`` (events stay in this process)."""
+    from ._stream.hub import get_hub
+
+    return get_hub().broker.backend
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module_name, attribute = _LAZY[name]
+        module = importlib.import_module(module_name)
+        return module if attribute is None else getattr(module, attribute)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -31,17 +31,14 @@ class SseConfig(AppConfig):
 def start_serving(loop: asyncio.AbstractEventLoop) -> None:
     """Per serving process: stream shutdown handling, the Redis listener,
     and start-up objects out of the garbage collector's way."""
-    from . import pauses, shutdown
-    from .brokers import get_broker
-    from .brokers.redis import RedisBroker
+    from ._process import gc_freeze, shutdown
+    from ._stream.hub import get_hub
     from .conf import conf
 
     shutdown.install()
     if conf.GC_FREEZE:
-        pauses.freeze_start_up()
-    broker = get_broker()
-    if isinstance(broker, RedisBroker):
-        broker.listener(loop)
+        gc_freeze.freeze_start_up()
+    get_hub().broker.start(loop)
 
 
 async def _start_on_first_request(sender: Any, **kwargs: Any) -> None:

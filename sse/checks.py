@@ -81,7 +81,7 @@ def check_settings(**kwargs: Any) -> list[checks.CheckMessage]:
         errors.append(
             checks.Error(
                 f"SSE['GC_FREEZE'] must be True or False, not {user['GC_FREEZE']!r}.",
-                hint="The default is True.",
+                hint="The default is False.",
                 id="sse.E006",
             )
         )

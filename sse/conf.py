@@ -19,30 +19,19 @@ DEFAULTS: dict[str, Any] = {
     "MAX_CONNECTIONS": 10000,
     "MAX_EVENT_BYTES": 64 * 1024,
     "SESSION_ACCESS": "sse.sessions.owner_or_staff",
-    # Keep long-lived objects out of full garbage collections (sse.pauses).
-    "GC_FREEZE": True,
+    # Keep long-lived objects out of full garbage collections
+    # (sse._process.gc_freeze).  It changes the whole process: the host's choice.
+    "GC_FREEZE": False,
     # Under load, the Redis listener reads events in batches at most this old.
     "COALESCE_MS": 1,
 }
 
 
-class AppSettings:
-    """One settings dict (``setting_name``), read lazily with ``defaults``;
-    the ``permissions`` app reads its own dict the same way."""
-
-    setting_name = "SSE"
-    defaults = DEFAULTS
-
-    @property
-    def _user(self) -> dict[str, Any]:
-        value = getattr(settings, self.setting_name, {})
-        return value if isinstance(value, dict) else {}
-
+class Settings:
     def _get(self, name: str) -> Any:
-        return self._user.get(name, self.defaults[name])
+        user = getattr(settings, "SSE", {})
+        return (user if isinstance(user, dict) else {}).get(name, DEFAULTS[name])
 
-
-class Settings(AppSettings):
     @property
     def REDIS_URL(self) -> str | None:
         return self._get("REDIS_URL") or None

@@ -10,6 +10,8 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from .exceptions import SSEError
+
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     error: dict[str, Any] = {"code": code, "message": message, **extra}
@@ -20,6 +22,13 @@ def error_response(
     status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any
 ) -> JsonResponse:
     return JsonResponse(error_body(code, message, **extra), status=status, headers=headers)
+
+
+def api_error(error: type[SSEError]) -> exceptions.APIException:
+    """One of our errors, as the DRF exception a DRF view raises for it."""
+    exc = exceptions.APIException(getattr(error, "default_detail", ""), error.default_code)
+    exc.status_code = error.status_code
+    return exc
 
 
 def _describe(detail: Any) -> tuple[str, str]:

@@ -1,4 +1,5 @@
-"""Exceptions raised by the ``sse`` app."""
+"""Exceptions raised by the ``sse`` app.  Those a view may raise carry the
+HTTP status and error code they are rendered with (``sse.errors``)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,25 @@ from __future__ import annotations
 class SSEError(Exception):
     """Base class of every error the ``sse`` app raises."""
 
+    status_code = 500
+    default_code = "error"
+
 
 class InvalidSessionId(SSEError, ValueError):
     """A session id is not 1-128 characters of ``[A-Za-z0-9_.:-]``."""
+
+    status_code = 400
+    default_code = "invalid_session_id"
+    default_detail = "A session id is 1-128 characters of [A-Za-z0-9_.:-]."
+
+
+class SessionNotFound(SSEError, LookupError):
+    """The session does not exist or the caller may not read it (both 404:
+    whether it exists is not revealed)."""
+
+    status_code = 404
+    default_code = "session_not_found"
+    default_detail = "No such session."
 
 
 class InvalidEventType(SSEError, ValueError):
@@ -25,6 +42,9 @@ class EventTooLarge(SSEError, ValueError):
 
 class BrokerUnavailable(SSEError, ConnectionError):
     """The broker (Redis) cannot be reached; nothing was published."""
+
+    status_code = 503
+    default_code = "broker_unavailable"
 
 
 class TooManyConnections(SSEError):

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from .brokers import get_broker
-from .events import prepare
+from ._stream.events import prepare
+from ._stream.hub import get_hub
 
 
 def send(session_id: str, type: str, data: dict[str, Any] | None = None) -> str:
-    return get_broker().publish(session_id, prepare(session_id, type, data))
+    return get_hub().broker.publish(session_id, prepare(session_id, type, data))
 
 
 async def asend(session_id: str, type: str, data: dict[str, Any] | None = None) -> str:
-    return await get_broker().apublish(session_id, prepare(session_id, type, data))
+    return await get_hub().broker.apublish(session_id, prepare(session_id, type, data))
 
 
 def _tool_status(tool_name: str, status: str, details: dict[str, Any]) -> dict[str, Any]:

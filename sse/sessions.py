@@ -8,8 +8,9 @@ from typing import Any
 
 from django.utils.module_loading import import_string
 
+from ._stream.events import check_session_id, is_valid_session_id
 from .conf import conf
-from .events import check_session_id
+from .exceptions import InvalidSessionId, SessionNotFound
 from .models import StreamSession
 
 SessionAccess = Callable[[Any, str], bool]
@@ -47,3 +48,15 @@ def owner_or_staff(user: Any, session_id: str) -> bool:
 def can_read(user: Any, session_id: str) -> bool:
     access: SessionAccess = import_string(conf.SESSION_ACCESS)
     return bool(access(user, session_id))
+
+
+def readable_session(request: Any, session_id: str) -> str:
+    """``session_id`` if the caller of a DRF view may read it; raises the
+    DRF errors for 400 (malformed) or 404 (missing, or someone else's)."""
+    from .errors import api_error
+
+    if not is_valid_session_id(session_id):
+        raise api_error(InvalidSessionId)
+    if not can_read(request.user, session_id):
+        raise api_error(SessionNotFound)
+    return session_id

@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from .brokers import get_broker
-from .connection import Connection
-from .events import check_session_id
+from ._stream.events import check_session_id
+from ._stream.hub import get_hub
+from ._stream.queue import Connection
 
 # Generous: a waiting agent reads its queue at once, and the bound only
 # exists so a stuck waiter cannot grow without limit.
@@ -37,10 +37,10 @@ class Subscription:
 async def subscribe(session_id: str) -> AsyncIterator[Subscription]:
     """``async with subscribe(sid) as sub:`` — live once the block starts."""
     check_session_id(session_id)
-    broker = get_broker()
+    hub = get_hub()
     conn = Connection(session_id, QUEUE_SIZE, asyncio.get_running_loop(), counted=False)
-    await broker.attach(conn)
+    await hub.attach(conn)
     try:
         yield Subscription(conn)
     finally:
-        broker.detach(conn)
+        hub.detach(conn)

@@ -24,6 +24,7 @@ from tests.servers import (
     Broker,
     RedisServer,
     ServerKind,
+    TLSRedisServer,
     asgi_argv,
     database_url,
     free_port,
@@ -95,6 +96,28 @@ def _redis_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callabl
 def redis_server(_redis_servers: Callable[[], RedisServer]) -> RedisServer:
     """A private redis-server on a free port; ``stop()``/``start()`` keep the port."""
     return _redis_servers()
+
+
+@pytest.fixture(scope="session")
+def tls_redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSRedisServer]:
+    """A private redis-server speaking only TLS, with a CA made for the session.
+
+    ``url`` trusts its CA (``ca_path``); ``plain_tls_url`` does not, so a
+    client that verifies certificates refuses it.
+    """
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail(
+            "redis-server is not installed: run `apt-get install redis-server` "
+            "(`make test` installs it when run as root)",
+            pytrace=False,
+        )
+    server = TLSRedisServer(binary, tmp_path_factory.mktemp("redis-tls"))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
 
 
 # --- ASGI servers ------------------------------------------------------------------------
@@ -372,8 +395,8 @@ _redis_brokers: dict[str, Any] = {}
 def make_stack(request: pytest.FixtureRequest, settings: Any, live_db: None) -> Callable[..., Any]:
     """``make_stack("memory"|"redis", **sse)``: a server with those ``SSE``
     settings and a publisher (this process) using the same ones."""
-    from sse.brokers.memory import MemoryBroker
-    from sse.brokers.redis import RedisBroker
+    from sse._stream.hub import StreamHub, get_hub
+    from sse._transport.memory import MemoryBroker
     from tests.streaming import Stack
 
     def make(kind: str, **sse: Any) -> Stack:
@@ -382,10 +405,8 @@ def make_stack(request: pytest.FixtureRequest, settings: Any, live_db: None) -> 
             # The server shares this process: freezing would hide the
             # suite's own garbage from the collector.
             settings.SSE.setdefault("GC_FREEZE", False)
-            from sse.brokers import get_broker
-
             server = request.getfixturevalue("inprocess_server")
-            broker = get_broker()
+            broker = get_hub().broker
             assert isinstance(broker, MemoryBroker)
             return Stack(kind, server.base_url, broker, server)
         factory = request.getfixturevalue("server_factory")
@@ -393,7 +414,7 @@ def make_stack(request: pytest.FixtureRequest, settings: Any, live_db: None) -> 
         server = factory("redis", sse=sse)
         broker = _redis_brokers.get(redis_server.url)
         if broker is None:
-            broker = _redis_brokers[redis_server.url] = RedisBroker(redis_server.url)
+            broker = _redis_brokers[redis_server.url] = StreamHub(redis_server.url).broker
         return Stack(kind, server.base_url, broker, server)
 
     return make

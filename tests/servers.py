@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -15,7 +17,8 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import quote
 
 import httpx
 import redis
@@ -120,7 +123,7 @@ class RedisServer(ManagedProcess):
         port = free_port()
         argv = [
             binary,
-            "--port", str(port),
+            *self._listen_args(port),
             "--bind", "127.0.0.1",
             "--save", "",
             "--appendonly", "no",
@@ -130,8 +133,15 @@ class RedisServer(ManagedProcess):
         self.url = f"redis://127.0.0.1:{port}/0"
         self._clients: list[redis.Redis] = []
 
+    def _listen_args(self, port: int) -> list[str]:
+        return ["--port", str(port)]
+
+    def _client_options(self) -> dict[str, Any]:
+        """What ``ready()`` passes to ``redis.Redis`` besides the port."""
+        return {}
+
     def ready(self) -> bool:
-        with redis.Redis(port=self.port, socket_timeout=1) as client:
+        with redis.Redis(port=self.port, socket_timeout=1, **self._client_options()) as client:
             try:
                 return bool(client.ping())
             except redis.ConnectionError:
@@ -155,6 +165,103 @@ class RedisServer(ManagedProcess):
             client.close()
         if self.proc is not None:
             self.kill()
+
+
+# Extensions for the certificates TLSRedisServer makes (strict enough for
+# Python's VERIFY_X509_STRICT: critical basic constraints, key identifiers).
+_OPENSSL_CONFIG = """\
+[req]
+distinguished_name = dn
+prompt = no
+
+[dn]
+
+[ca]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+
+[server]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1, DNS:localhost
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid, issuer
+"""
+
+
+class TLSRedisServer(RedisServer):
+    """A private redis-server that only speaks TLS, with a CA of its own made in ``directory``.
+
+    ``url`` trusts that CA (``ssl_ca_certs`` in the query); ``plain_tls_url``
+    does not, so a client that verifies certificates must refuse the server.
+    """
+
+    def __init__(self, binary: str, directory: Path) -> None:
+        self.ca_path = directory / "ca.crt"
+        self.cert_path = directory / "server.crt"
+        self.key_path = directory / "server.key"
+        _make_certificates(directory, self.ca_path, self.cert_path, self.key_path)
+        super().__init__(binary, directory)
+        self.plain_tls_url = f"rediss://127.0.0.1:{self.port}/0"
+        self.url = (
+            f"{self.plain_tls_url}?ssl_ca_certs={quote(str(self.ca_path), safe='')}"
+            "&ssl_cert_reqs=required"
+        )
+
+    def _listen_args(self, port: int) -> list[str]:
+        return [
+            "--port", "0",
+            "--tls-port", str(port),
+            "--tls-cert-file", str(self.cert_path),
+            "--tls-key-file", str(self.key_path),
+            "--tls-ca-cert-file", str(self.ca_path),
+            "--tls-auth-clients", "no",
+        ]  # fmt: skip
+
+    def _client_options(self) -> dict[str, Any]:
+        return {"host": "127.0.0.1", "ssl": True, "ssl_ca_certs": str(self.ca_path)}
+
+
+def _make_certificates(directory: Path, ca_path: Path, cert_path: Path, key_path: Path) -> None:
+    """A self-signed CA, and a key and certificate for 127.0.0.1/localhost it signed."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise RuntimeError(
+            "openssl is not installed: run `apt-get install openssl` "
+            "(TLSRedisServer makes its certificates with it)"
+        )
+    config = directory / "openssl.cnf"
+    config.write_text(_OPENSSL_CONFIG)
+    ca_key = directory / "ca.key"
+    csr = directory / "server.csr"
+    days = "2"
+
+    def run(*args: str) -> None:
+        result = subprocess.run(
+            [openssl, *args], cwd=directory, capture_output=True, text=True, check=False
+        )
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"openssl {args[0]} failed with {result.returncode}:\n{result.stderr}"
+            )
+
+    for key in (ca_key, key_path):
+        run("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(key))
+    run(
+        "req", "-x509", "-new", "-key", str(ca_key), "-out", str(ca_path),
+        "-days", days, "-subj", "/CN=redis test CA", "-config", str(config), "-extensions", "ca",
+    )  # fmt: skip
+    run(
+        "req", "-new", "-key", str(key_path), "-out", str(csr),
+        "-subj", "/CN=localhost", "-config", str(config),
+    )  # fmt: skip
+    run(
+        "x509", "-req", "-in", str(csr), "-CA", str(ca_path), "-CAkey", str(ca_key),
+        "-set_serial", f"0x{secrets.token_hex(16)}", "-out", str(cert_path), "-days", days,
+        "-extfile", str(config), "-extensions", "server",
+    )  # fmt: skip
 
 
 class ASGIServer(ManagedProcess):
@@ -207,8 +314,6 @@ def database_url(settings_dict: Mapping[str, object]) -> str:
         assert path.is_absolute(), f"servers cannot share the database {name!r}"
         return f"sqlite:///{path}"
     if engine == "django.db.backends.postgresql":
-        from urllib.parse import quote
-
         user = quote(str(settings_dict.get("USER") or ""))
         password = settings_dict.get("PASSWORD")
         credentials = f"{user}:{quote(str(password))}" if password else user

@@ -17,3 +17,7 @@ from agent_backend.settings import SSE
 SSE.update(json.loads(os.environ.get("SSE_OVERRIDES", "{}")))
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Any other setting, for a server started with a host project's
+# configuration (its middleware, CORS...): a JSON object of settings.
+globals().update(json.loads(os.environ.get("DJANGO_OVERRIDES", "{}")))

@@ -13,8 +13,8 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-from sse.brokers import Broker
-from sse.events import prepare
+from sse._stream.events import prepare
+from sse._transport import Broker
 from sse.testing import EventStream, SSEEvent, open_stream
 
 EVENTS_PATH = "/agent_backend/api/sse/events/"

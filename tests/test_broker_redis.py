@@ -12,11 +12,12 @@ import uuid
 
 import pytest
 
-from sse.brokers import listener as listener_module
-from sse.brokers import redis as redis_broker
-from sse.brokers.redis import RedisBroker
-from sse.connection import ZERO, Connection
-from sse.events import prepare
+from sse._stream.events import ZERO, prepare
+from sse._stream.hub import StreamHub
+from sse._stream.queue import Connection
+from sse._transport import connect as connect_module
+from sse._transport import listener as listener_module
+from sse._transport import redis as redis_broker
 from sse.exceptions import BrokerUnavailable
 from tests.servers import RedisServer
 
@@ -28,12 +29,12 @@ async def _until(check, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.01)
 
 
-async def _live(broker: RedisBroker, prefix: str, maxsize: int = 1000) -> Connection:
+async def _live(hub: StreamHub, prefix: str, maxsize: int = 1000) -> Connection:
     """A connection of a new session, attached as a stream is once it has
     read the buffer (from then on, catching up is the listener's job)."""
     conn = Connection(f"{prefix}-{uuid.uuid4().hex}", maxsize, asyncio.get_running_loop())
-    await broker.attach(conn)
-    conn.live = True
+    await hub.attach(conn)
+    conn.go_live(ZERO)
     return conn
 
 
@@ -52,10 +53,11 @@ async def test_catch_up_delivers_missed_events_before_live_ones(
 ) -> None:
     """Events accepted while the listener was away arrive, in order, even
     when a live event comes in while the buffer is being read."""
-    broker = RedisBroker(redis_server.url)
-    conn = await _live(broker, "repro")
+    hub = StreamHub(redis_server.url)
+    broker = hub.broker
+    conn = await _live(hub, "repro")
     sid = conn.session_id
-    listener = broker.listener(conn.loop)
+    listener = broker._listener(conn.loop)
     try:
         first = broker.publish(sid, prepare(sid, "tool_status", {"n": 0}))
         assert await _drain(conn, 0.3) == [first]
@@ -79,7 +81,7 @@ async def test_catch_up_delivers_missed_events_before_live_ones(
         live = broker.publish(sid, prepare(sid, "tool_status", {"n": 4}))
         got = await _drain(conn, 1.0)
     finally:
-        broker.detach(conn)
+        hub.detach(conn)
         await broker.aclose()
     assert got == [*missed, live], f"missed events lost: got {got}"
 
@@ -88,7 +90,8 @@ async def test_catch_up_delivers_missed_events_before_live_ones(
 def test_short_lived_loops_leave_no_client_behind(
     redis_server: RedisServer,
 ) -> None:
-    broker = RedisBroker(redis_server.url)
+    hub = StreamHub(redis_server.url)
+    broker = hub.broker
     sid = f"repro-{uuid.uuid4().hex}"
     with redis_server.client() as client:
         before = len(client.client_list())
@@ -113,10 +116,11 @@ async def test_listener_reconnects_under_steady_publishing_without_loss(
     monkeypatch.setattr(listener_module, "BUSY_RATE", 100)
     # BUFFER_SIZE covers the outages.
     settings.SSE = {"BUFFER_SIZE": 10_000, "COALESCE_MS": coalesce_ms}  # type: ignore[attr-defined]
-    broker = RedisBroker(redis_server.url)
-    conn = await _live(broker, "repro", maxsize=100_000)
+    hub = StreamHub(redis_server.url)
+    broker = hub.broker
+    conn = await _live(hub, "repro", maxsize=100_000)
     sid = conn.session_id
-    broker.listener(conn.loop)
+    broker._listener(conn.loop)
     published: list[str] = []
     stop = threading.Event()
 
@@ -139,7 +143,7 @@ async def test_listener_reconnects_under_steady_publishing_without_loss(
         got += await _drain(conn, 1.0)
     finally:
         stop.set()
-        broker.detach(conn)
+        hub.detach(conn)
         await broker.aclose()
     missing = [i for i in published if i not in set(got)]
     assert not missing, f"{len(missing)} of {len(published)} accepted events never delivered"
@@ -155,10 +159,11 @@ async def test_a_silent_redis_is_pinged_then_dropped_and_reconnected(
     import signal
 
     monkeypatch.setattr(listener_module, "IDLE_PING", 0.2)
-    broker = RedisBroker(redis_server.url)
-    conn = await _live(broker, "silent")
+    hub = StreamHub(redis_server.url)
+    broker = hub.broker
+    conn = await _live(hub, "silent")
     sid = conn.session_id
-    listener = broker.listener(conn.loop)
+    listener = broker._listener(conn.loop)
     try:
         os.kill(redis_server.pid, signal.SIGSTOP)
         try:
@@ -172,7 +177,7 @@ async def test_a_silent_redis_is_pinged_then_dropped_and_reconnected(
         event_id = broker.publish(sid, prepare(sid, "tool_status", {"n": 1}))
         assert await _drain(conn, 0.5) == [event_id]
     finally:
-        broker.detach(conn)
+        hub.detach(conn)
         await broker.aclose()
 
 
@@ -194,22 +199,23 @@ async def test_listener_authenticates_with_the_url_credentials(
         )
     port = redis_server.port
     loop = asyncio.get_running_loop()
-    broker = RedisBroker(f"redis://{user}:{password}@127.0.0.1:{port}/0")
-    conn = await _live(broker, "auth")
+    hub = StreamHub(f"redis://{user}:{password}@127.0.0.1:{port}/0")
+    broker = hub.broker
+    conn = await _live(hub, "auth")
     try:
         event_id = broker.publish(conn.session_id, prepare(conn.session_id, "tool_status", {}))
         assert await _drain(conn, 0.3) == [event_id]
         read = await broker.read(conn.session_id, ZERO)  # buffer reads log in too
         assert [event.id for event in read.events] == [event_id]
     finally:
-        broker.detach(conn)
+        hub.detach(conn)
         await broker.aclose()
 
-    wrong = RedisBroker(f"redis://{user}:not-{password}@127.0.0.1:{port}/0")
+    wrong = StreamHub(f"redis://{user}:not-{password}@127.0.0.1:{port}/0").broker
     try:
-        wrong.listener(loop)
+        wrong.start(loop)
         await _until(lambda: "Redis AUTH failed" in caplog.text)
-        assert not wrong.listener(loop).connected
+        assert not wrong.listener_running
     finally:
         await wrong.aclose()
 
@@ -220,7 +226,8 @@ async def test_concurrent_buffer_reads_each_get_their_own_session(
 ) -> None:
     """A reconnect storm's reads share one pipelined connection: every
     reply must reach the read that asked for it."""
-    broker = RedisBroker(redis_server.url)
+    hub = StreamHub(redis_server.url)
+    broker = hub.broker
     sids = [f"many-{n}-{uuid.uuid4().hex[:6]}" for n in range(200)]
     published = {sid: broker.publish(sid, prepare(sid, "tool_status", {})) for sid in sids}
     try:
@@ -237,7 +244,8 @@ async def test_buffer_reads_use_the_database_of_the_url_and_outlive_a_restart(
     redis_server: RedisServer,
 ) -> None:
     url = redis_server.url.rsplit("/", 1)[0] + "/5"
-    broker = RedisBroker(url)
+    hub = StreamHub(url)
+    broker = hub.broker
     sid = f"db5-{uuid.uuid4().hex}"
     try:
         event_id = broker.publish(sid, prepare(sid, "tool_status", {}))
@@ -263,9 +271,10 @@ async def test_a_read_from_a_redis_that_does_not_answer_fails_and_the_next_works
     import os
     import signal
 
-    monkeypatch.setitem(redis_broker._CLIENT_OPTIONS, "socket_timeout", 0.2)
+    monkeypatch.setitem(connect_module.OPTIONS, "socket_timeout", 0.2)
     monkeypatch.setattr(redis_broker, "READ_ATTEMPTS", 2)
-    broker = RedisBroker(redis_server.url)
+    hub = StreamHub(redis_server.url)
+    broker = hub.broker
     sid = f"frozen-{uuid.uuid4().hex}"
     event_id = broker.publish(sid, prepare(sid, "tool_status", {}))
     try:
@@ -321,9 +330,10 @@ async def test_a_busy_listener_reads_events_in_batches_and_holds_none_back(
 
     monkeypatch.setattr(listener_module._Subscriber, "_low_water", recording)
     settings.SSE = {"COALESCE_MS": coalesce_ms}  # type: ignore[attr-defined]
-    broker = RedisBroker(redis_server.url)
-    conn = await _live(broker, "busy", maxsize=100_000)
-    listener = broker.listener(conn.loop)
+    hub = StreamHub(redis_server.url)
+    broker = hub.broker
+    conn = await _live(hub, "busy", maxsize=100_000)
+    listener = broker._listener(conn.loop)
     try:
         await _until(lambda: listener._protocol is not None)
         protocol = listener._protocol
@@ -346,7 +356,7 @@ async def test_a_busy_listener_reads_events_in_batches_and_holds_none_back(
         lone = broker.publish(conn.session_id, prepare(conn.session_id, "tool_status", {}))
         assert await _drain(conn, 0.5) == [lone]
     finally:
-        broker.detach(conn)
+        hub.detach(conn)
         await broker.aclose()
     if dup is not None:
         assert dup.fileno() == -1  # the duplicate descriptor is closed

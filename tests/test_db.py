@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from sse.db import database_sync_to_async
+from sse import database_sync_to_async
 
 # Each call closes the connections its thread left behind: database access.
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from sse.events import parse_id, prepare, render, render_unnumbered
+from sse._stream.events import parse_id, prepare, render, render_unnumbered
 from sse.exceptions import EventNotSerializable, EventTooLarge, InvalidEventType, InvalidSessionId
 from sse.testing import SSEParser
 

@@ -1,4 +1,4 @@
-"""sse.pauses: long-lived objects leave the collector's sight, and come back."""
+"""sse._process.gc_freeze: long-lived objects leave the collector's sight, and come back."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import gc
 
 import pytest
 
-from sse import pauses
+from sse._process import gc_freeze as pauses
 
 
 @pytest.fixture(autouse=True)

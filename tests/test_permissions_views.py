@@ -21,7 +21,7 @@ from django.utils import timezone
 from rest_framework_simplejwt.tokens import AccessToken
 
 from permissions.models import PermissionRequest, PermissionRule, iso
-from sse.brokers import get_broker
+from sse._stream.hub import get_hub
 from sse.models import StreamSession
 
 pytestmark = pytest.mark.django_db
@@ -31,7 +31,7 @@ Post = Callable[..., Any]
 
 def published(session_id: str) -> list[dict[str, Any]]:
     """Every message published to the session (the in-process broker's buffer)."""
-    read = async_to_sync(get_broker().read)(session_id, (0, 0))
+    read = async_to_sync(get_hub().broker.read)(session_id, (0, 0))
     return [json.loads(e.frame.split(b"\ndata: ", 1)[1]) for e in read.events]
 
 

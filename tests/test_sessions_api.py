@@ -80,6 +80,9 @@ def test_create_a_session(base_url: str, make_user: MakeUser) -> None:
     ("body", "status", "code"),
     [
         ({"session_id": "bad id"}, 400, "invalid"),
+        # Not trimmed into another session's id.
+        ({"session_id": " ws-1"}, 400, "invalid"),
+        ({"session_id": "ws-1\n"}, 400, "invalid"),
         ({"session_id": "x" * 129}, 400, "max_length"),
         ({"title": "t" * 201}, 400, "max_length"),
     ],

@@ -17,7 +17,6 @@ from tests.streaming import (
     MakeStack,
     Stack,
     collect_types,
-    health_url,
     messages,
     until_connected,
 )
@@ -238,20 +237,3 @@ async def test_a_burst_larger_than_the_queue_reaches_a_client_that_keeps_up(
         except Exception as exc:
             pytest.fail(f"fast client cut off by a 150-event burst: {exc!r}")
     assert received == ids
-
-
-async def test_streams_skip_the_project_middleware_other_urls_do_not(
-    stack: Stack, make_user: MakeUser, make_session: MakeSession
-) -> None:
-    """sse.asgi serves streams without the middleware (they authenticate
-    themselves); the JSON endpoints keep it (here: X-Frame-Options)."""
-    user, token = make_user()
-    sid = make_session(user).session_id
-    async with stack.open(sid, token) as stream:
-        await until_connected(stream)
-        assert "x-frame-options" not in stream.headers
-    health = httpx.get(
-        health_url(stack.base_url, sid),
-        headers={"Authorization": f"Bearer {token}"},
-    )
-    assert health.headers["x-frame-options"] == "DENY"

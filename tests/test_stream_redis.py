@@ -293,13 +293,13 @@ async def test_streams_work_under_djangos_own_asgi_handler(
 ) -> None:
     """A host project that kept the ``asgi.py`` of ``startproject`` gets the
     same stream; ``sse.asgi`` only makes it cheaper."""
-    from sse.brokers.redis import RedisBroker
+    from sse._stream.hub import StreamHub
     from tests.streaming import Stack
 
     server = server_factory(
         "redis", sse={"HEARTBEAT_INTERVAL": 1}, app="tests.django_asgi:application"
     )
-    stack = Stack("redis", server.base_url, RedisBroker(redis_server.url), server)
+    stack = Stack("redis", server.base_url, StreamHub(redis_server.url).broker, server)
     user, token = make_user()
     sid = make_session(user).session_id
     async with stack.open(sid, token) as stream:

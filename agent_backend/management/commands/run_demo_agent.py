@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from agent_backend.demo import PERMISSION_TIMEOUT, STEP_DELAY, run_agent
-from sse.brokers import get_broker
+from sse import broker_backend
 from sse.models import StreamSession
 
 
@@ -31,7 +31,7 @@ class Command(BaseCommand):
                 f"No session {session_id!r}: open the demo page, or create one with "
                 "POST /agent_backend/api/sse/sessions/."
             )
-        if get_broker().backend == "memory":
+        if broker_backend() == "memory":
             self.stderr.write(
                 "warning: no REDIS_URL: the events stay in this process and no browser sees them"
             )

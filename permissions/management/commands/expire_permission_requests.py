@@ -5,9 +5,7 @@ from typing import Any
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from sse import notifier
-from sse.exceptions import SSEError
-
+from ...announce import announce
 from ...models import PermissionRequest, Status
 
 
@@ -26,8 +24,6 @@ class Command(BaseCommand):
             if not request.expire():
                 continue  # decided meanwhile
             expired += 1
-            try:
-                notifier.send(request.session_id, "permission_cleared", request.cleared_message())
-            except SSEError as exc:
-                self.stderr.write(f"{request.request_id}: permission_cleared not published: {exc}")
+            if not announce(request):
+                self.stderr.write(f"{request.request_id}: permission_cleared not published")
         self.stdout.write(str(expired))

@@ -9,8 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from sse.brokers import get_broker
-from sse.exceptions import SSEError
+from sse import SSEError, broker_backend
 
 from ...api import request_permission
 from ...exceptions import PermissionsError
@@ -34,7 +33,7 @@ class Command(BaseCommand):
             arguments = json.loads(options["arguments"])
         except json.JSONDecodeError as exc:
             raise CommandError(f"arguments are not valid JSON: {exc}") from exc
-        if get_broker().backend == "memory":
+        if broker_backend() == "memory":
             self.stderr.write(
                 "warning: no REDIS_URL: the request stays in this process and no stream sees it"
             )

@@ -5,9 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from sse import notifier
-from sse.brokers import get_broker
-from sse.exceptions import SSEError
+from sse import SSEError, broker_backend, notifier
 
 
 class Command(BaseCommand):
@@ -23,7 +21,7 @@ class Command(BaseCommand):
             data = json.loads(options["data"])
         except json.JSONDecodeError as exc:
             raise CommandError(f"data is not valid JSON: {exc}") from exc
-        if get_broker().backend == "memory":
+        if broker_backend() == "memory":
             self.stderr.write(
                 "warning: no REDIS_URL: the event stays in this process and no stream sees it"
             )

@@ -9,11 +9,8 @@ from django.http import HttpRequest
 from rest_framework import exceptions
 from rest_framework_simplejwt.authentication import JWTAuthentication
 
-from .sessions import can_read
-
-
-class SessionNotFound(Exception):
-    """The session does not exist or the user may not read it (both 404)."""
+from ..exceptions import SessionNotFound
+from ..sessions import can_read
 
 
 def raw_token(request: HttpRequest) -> str | None:

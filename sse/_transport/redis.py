@@ -9,26 +9,26 @@ happen together or not at all.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
+import threading
 from typing import Any
 
 import hiredis
-import redis
-from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
+from .._process.threads import run_in_thread
+from .._stream.events import ZERO, EventKey, parse_id, render
+from .._stream.replay import BufferRead
 from ..conf import conf
-from ..connection import Connection
-from ..events import EventKey, parse_id, render
 from ..exceptions import BrokerUnavailable
-from .base import LAST_ID_TTL, Broker, BufferInfo, BufferRead
+from .base import LAST_ID_TTL, Broker, BufferInfo, Deliver, Recover
+from .connect import RedisEndpoint
+from .keys import CHANNEL_PREFIX, buffer_key, last_key
 from .listener import SessionListener
 from .resp import Commands, command
-
-BUFFER_PREFIX = "sse_buffer:"
-CHANNEL_PREFIX = "sse_events:"
-LAST_PREFIX = "sse_last:"
 
 # KEYS: buffer, channel, last id. ARGV: BUFFER_SIZE + 1, BUFFER_TTL, body,
 # LAST_ID_TTL.
@@ -61,16 +61,13 @@ return {1, fields['last-generated-id'], trimmed, redis.call('XRANGE', KEYS[1], '
 """
 READ_SHA = hashlib.sha1(READ.encode()).hexdigest().encode()
 
-_CLIENT_OPTIONS: dict[str, Any] = {"socket_connect_timeout": 2, "socket_timeout": 5}
-
-
 _BACKOFF = ExponentialWithJitterBackoff(base=0.05, cap=0.5)
 # A buffer read changes nothing: it is tried this often before it fails.
 READ_ATTEMPTS = 4
 
 
 def _keys(session_id: str) -> list[str]:
-    return [BUFFER_PREFIX + session_id, CHANNEL_PREFIX + session_id, LAST_PREFIX + session_id]
+    return [buffer_key(session_id), CHANNEL_PREFIX + session_id, last_key(session_id)]
 
 
 def _args(body: bytes) -> list[Any]:
@@ -80,16 +77,18 @@ def _args(body: bytes) -> list[Any]:
 class RedisBroker(Broker):
     backend = "redis"
 
-    def __init__(self, url: str) -> None:
-        super().__init__()
-        self.url = url
+    def __init__(self, url: str, deliver: Deliver, recover: Recover) -> None:
+        super().__init__(deliver)
+        self._recover = recover
+        self.endpoint = RedisEndpoint(url)
         # Publishing is never retried: a publish whose reply was lost may have
         # been stored, and a retry would store the event again under a new
         # id.  A publish during an outage fails with BrokerUnavailable.
-        self._client = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **_CLIENT_OPTIONS)
+        self._client = self.endpoint.client()
         self._publish = self._client.register_script(PUBLISH)
         # Health checks and buffer figures may retry.
-        self._figures = redis.Redis.from_url(url, retry=Retry(_BACKOFF, 3), **_CLIENT_OPTIONS)
+        self._figures = self.endpoint.client(Retry(_BACKOFF, 3))
+        self._lock = threading.Lock()
         self._commands: dict[asyncio.AbstractEventLoop, Commands] = {}
         self._listeners: dict[asyncio.AbstractEventLoop, SessionListener] = {}
 
@@ -104,19 +103,19 @@ class RedisBroker(Broker):
         # Through the sync client: its pool replaces a connection Redis closed
         # before using it, where an asyncio pool would fail the first publish
         # after a Redis restart (and a publish must not be retried).
-        return await asyncio.to_thread(self.publish, session_id, body)
+        return await run_in_thread(self.publish, session_id, body)
 
     async def read(self, session_id: str, after: EventKey | None) -> BufferRead:
         loop = asyncio.get_running_loop()
-        self.listener(loop)  # a loop that reads buffers serves streams
+        self.start(loop)  # a loop that reads buffers serves streams
         start = "" if after is None else f"{after[0]}-{after[1]}"
-        reply = await self._read(loop, BUFFER_PREFIX + session_id, LAST_PREFIX + session_id, start)
+        reply = await self._read(loop, buffer_key(session_id), last_key(session_id), start)
         if not reply[0]:
             return BufferRead(
                 exists=False, newest=parse_id(reply[1].decode()) if reply[1] else None
             )
         trimmed = parse_id(reply[2].decode())
-        if trimmed == (0, 0):
+        if trimmed == ZERO:
             trimmed = None
         events = [render(event_id, fields[1]) for event_id, fields in reply[3]]
         if trimmed is not None:
@@ -128,8 +127,7 @@ class RedisBroker(Broker):
         (``resp.Commands``): a reconnect storm's reads share one socket."""
         commands = self._commands.get(loop)
         if commands is None:
-            commands = Commands(self.url, loop, timeout=_CLIENT_OPTIONS["socket_timeout"])
-            self._commands[loop] = commands
+            commands = self._commands[loop] = Commands(self.endpoint, loop)
         request = command(b"EVALSHA", READ_SHA, b"2", *keys_and_start)
         attempt = 1
         while True:
@@ -138,7 +136,7 @@ class RedisBroker(Broker):
                 if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
                     # Redis restarted or flushed its scripts: send it whole.
                     reply = await commands.call(command(b"EVAL", READ, b"2", *keys_and_start))
-            except (OSError, EOFError, hiredis.ProtocolError) as exc:
+            except (OSError, EOFError, RedisError, hiredis.ProtocolError) as exc:
                 if attempt == READ_ATTEMPTS:
                     raise BrokerUnavailable(f"Redis read failed: {exc}") from exc
                 await asyncio.sleep(_BACKOFF.compute(attempt))
@@ -150,9 +148,11 @@ class RedisBroker(Broker):
 
     # -- subscriptions -----------------------------------------------------------
 
-    def listener(self, loop: asyncio.AbstractEventLoop | None = None) -> SessionListener:
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._listener(loop)
+
+    def _listener(self, loop: asyncio.AbstractEventLoop) -> SessionListener:
         """This loop's listener, started on first use."""
-        loop = loop or asyncio.get_running_loop()
         listener = self._listeners.get(loop)
         if listener is None:
             with self._lock:
@@ -161,13 +161,18 @@ class RedisBroker(Broker):
                     for closed in [other for other in self._listeners if other.is_closed()]:
                         del self._listeners[closed]
                         self._commands.pop(closed, None)
-                    listener = SessionListener(self, loop, self._local(loop))
+                    listener = SessionListener(
+                        self.endpoint,
+                        loop,
+                        functools.partial(self._deliver, loop),
+                        functools.partial(self._recover, loop),
+                    )
                     self._listeners[loop] = listener
                     listener.start()
         return listener
 
     async def aclose(self) -> None:
-        """Stop this loop's listener and close its clients (a loop that
+        """Stop this loop's listener and close its connections (a loop that
         served streams and is about to end, e.g. in tests)."""
         loop = asyncio.get_running_loop()
         listener = self._listeners.pop(loop, None)
@@ -177,18 +182,18 @@ class RedisBroker(Broker):
         if commands is not None:
             commands.close()
 
-    async def _subscribed(self, conn: Connection, first: bool) -> None:
-        await self.listener(conn.loop).ensure(conn.session_id)
+    async def subscribe(self, session_id: str) -> None:
+        await self._listener(asyncio.get_running_loop()).ensure(session_id)
 
-    def _unsubscribe(self, conn: Connection) -> None:
-        listener = self._listeners.get(conn.loop)
+    def unsubscribe(self, session_id: str, loop: asyncio.AbstractEventLoop) -> None:
+        listener = self._listeners.get(loop)
         if listener is not None:
-            listener.release(conn.session_id)
+            listener.release(session_id)
 
     # -- figures -------------------------------------------------------------------
 
     def buffer_info(self, session_id: str) -> BufferInfo:
-        key = BUFFER_PREFIX + session_id
+        key = buffer_key(session_id)
         try:
             with self._figures.pipeline(transaction=True) as pipe:
                 pipe.xlen(key)

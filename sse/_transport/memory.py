@@ -1,20 +1,23 @@
-"""The embedded broker: buffers and fan-out inside this process."""
+"""The embedded broker: buffers and delivery inside this process."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from .._stream.events import ZERO, Event, EventKey, format_id, now_ms, render
+from .._stream.replay import BufferRead
 from ..conf import conf
-from ..events import Event, EventKey, format_id, now_ms, render
-from .base import LAST_ID_TTL, Broker, BufferInfo, BufferRead
+from .base import LAST_ID_TTL, Broker, BufferInfo, Deliver
 
 
 @dataclass(slots=True)
 class _SessionBuffer:
     events: deque[Event] = field(default_factory=deque)
-    last: EventKey = (0, 0)
+    last: EventKey = ZERO
     trimmed: EventKey | None = None
     expires_at: float = 0.0
 
@@ -27,9 +30,12 @@ class MemoryBroker(Broker):
     # How often expired buffers are swept so memory stays bounded.
     SWEEP_INTERVAL = 60.0
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, deliver: Deliver) -> None:
+        super().__init__(deliver)
+        self._lock = threading.Lock()
         self._buffers: dict[str, _SessionBuffer] = {}
+        # The loops with streams of each session.
+        self._subscribed: dict[str, set[asyncio.AbstractEventLoop]] = {}
         self._next_sweep = time.monotonic() + self.SWEEP_INTERVAL
 
     def publish(self, session_id: str, body: bytes) -> str:
@@ -48,15 +54,28 @@ class MemoryBroker(Broker):
             buffer.expires_at = now + conf.BUFFER_TTL
             # Scheduling under the lock keeps delivery in id order: every
             # event goes through the loop's FIFO of callbacks.
-            for loop, local in self._locals.items():
-                if session_id in local.sessions and not loop.is_closed():
-                    loop.call_soon_threadsafe(local.deliver, session_id, [event])
+            for loop in self._subscribed.get(session_id, ()):
+                if not loop.is_closed():
+                    loop.call_soon_threadsafe(self._deliver, loop, session_id, [event])
             if now >= self._next_sweep:
                 self._sweep(now)
         return event.id
 
     async def apublish(self, session_id: str, body: bytes) -> str:
         return self.publish(session_id, body)
+
+    async def subscribe(self, session_id: str) -> None:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            self._subscribed.setdefault(session_id, set()).add(loop)
+
+    def unsubscribe(self, session_id: str, loop: asyncio.AbstractEventLoop) -> None:
+        with self._lock:
+            loops = self._subscribed.get(session_id)
+            if loops is not None:
+                loops.discard(loop)
+                if not loops:
+                    del self._subscribed[session_id]
 
     def _live_buffer(self, session_id: str, now: float, create: bool) -> _SessionBuffer | None:
         buffer = self._buffers.get(session_id)
@@ -73,7 +92,7 @@ class MemoryBroker(Broker):
         expired = [
             sid
             for sid, buffer in self._buffers.items()
-            if buffer.expires_at + LAST_ID_TTL <= now and not self._counts.get(sid)
+            if buffer.expires_at + LAST_ID_TTL <= now and sid not in self._subscribed
         ]
         for sid in expired:
             del self._buffers[sid]

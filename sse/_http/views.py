@@ -10,23 +10,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import backlog
-from .brokers import get_broker
-from .events import SESSION_ID_RE, is_valid_session_id
-from .exceptions import BrokerUnavailable
-from .models import StreamSession
-from .sessions import SessionTaken, can_read, get_or_create_session
-
-
-class InvalidSessionId(exceptions.APIException):
-    status_code = 400
-    default_detail = "A session id is 1-128 characters of [A-Za-z0-9_.:-]."
-    default_code = "invalid_session_id"
-
-
-class SessionNotFound(exceptions.NotFound):
-    default_detail = "No such session."
-    default_code = "session_not_found"
+from .._stream import backlog
+from .._stream.hub import get_hub
+from ..exceptions import BrokerUnavailable
+from ..models import StreamSession
+from ..sessions import SessionTaken, get_or_create_session, readable_session
+from .fields import SessionIdField
 
 
 class SessionTakenError(exceptions.APIException):
@@ -36,23 +25,12 @@ class SessionTakenError(exceptions.APIException):
 
 
 class SessionSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
-    session_id = serializers.RegexField(
-        rf"^{SESSION_ID_RE.pattern}\Z", max_length=128, required=False
-    )
+    session_id = SessionIdField(required=False)
     owner = serializers.CharField(source="owner.get_username", read_only=True)
 
     class Meta:
         model = StreamSession
         fields = ["session_id", "title", "owner", "created_at"]
-
-
-def readable_session(request: Request, session_id: str) -> str:
-    """``session_id`` if the caller may read it; 400 or 404 otherwise."""
-    if not is_valid_session_id(session_id):
-        raise InvalidSessionId()
-    if not can_read(request.user, session_id):
-        raise SessionNotFound()
-    return session_id
 
 
 class SessionsView(APIView):
@@ -80,7 +58,8 @@ class SessionsView(APIView):
 class HealthView(APIView):
     def get(self, request: Request, session_id: str) -> Response:
         readable_session(request, session_id)
-        broker = get_broker()
+        hub = get_hub()
+        broker = hub.broker
         connected = broker.is_connected()
         buffered, last_event_id = 0, None
         if connected:
@@ -89,20 +68,19 @@ class HealthView(APIView):
                 buffered, last_event_id = info.length, info.last_event_id
             except BrokerUnavailable:
                 connected = False
-        pending = sum(1 for m in backlog.collect(session_id) if m.type == "permission_request")
         data: dict[str, Any] = {
             "session_id": session_id,
             # Degraded: events cannot reach the streams open here right now.
             "status": "ok"
-            if connected and (broker.listener_running or not broker.connection_count())
+            if connected and (broker.listener_running or not hub.connection_count())
             else "degraded",
-            "connections": broker.connection_count(session_id),
-            "process_connections": broker.connection_count(),
+            "connections": hub.connection_count(session_id),
+            "process_connections": hub.connection_count(),
             "broker": {"backend": broker.backend, "connected": connected},
             "listener_running": broker.listener_running,
             "buffered_events": buffered,
             "last_event_id": last_event_id,
-            "pending_permissions": pending,
+            "pending_permissions": backlog.pending_count(session_id),
             "server_time": timezone.now().isoformat(),
         }
         return Response({"success": True, "data": data})

@@ -18,10 +18,10 @@ _installed = False
 
 
 def end_all_streams(reason: str = "shutdown") -> None:
-    from .brokers import _brokers
+    from .._stream.hub import all_hubs
 
-    for broker in tuple(_brokers.values()):
-        broker.end_all(reason)
+    for hub in all_hubs():
+        hub.end_all(reason)
 
 
 def install() -> None:

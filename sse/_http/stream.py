@@ -11,26 +11,41 @@ from collections.abc import AsyncIterator
 from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 from rest_framework import exceptions
 
-from . import backlog, pauses, shutdown
-from .auth import SessionNotFound, authorize_stream
-from .brokers import Broker, get_broker
-from .conf import conf
-from .connection import ZERO, Connection
-from .db import database_sync_to_async, release_request_thread
-from .errors import error_response
-from .events import EventKey, format_id, is_valid_session_id, parse_id, render_unnumbered
-from .events import retry_frame as render_retry
-from .exceptions import BrokerUnavailable, TooManyConnections
+from .._process import gc_freeze, shutdown
+from .._process.threads import database_sync_to_async, release_request_thread
+from .._stream import backlog
+from .._stream.events import (
+    ZERO,
+    EventKey,
+    format_id,
+    is_valid_session_id,
+    parse_id,
+    render_unnumbered,
+    retry_frame,
+)
+from .._stream.hub import StreamHub, get_hub
+from .._stream.queue import Connection
+from .._stream.replay import plan_replay
+from ..conf import conf
+from ..errors import error_response
+from ..exceptions import BrokerUnavailable, InvalidSessionId, SessionNotFound, TooManyConnections
+from .auth import authorize_stream
+from .hosts import refuse_disallowed_host
 
 logger = logging.getLogger(__name__)
 
 
 async def events(request: HttpRequest, session_id: str) -> HttpResponseBase:
+    refused = refuse_disallowed_host(request)
+    if refused is not None:
+        return refused
     if request.method != "GET":
         return error_response(405, "method_not_allowed", "Use GET.", headers={"Allow": "GET"})
     if not is_valid_session_id(session_id):
         return error_response(
-            400, "invalid_session_id", "A session id is 1-128 characters of [A-Za-z0-9_.:-]."
+            InvalidSessionId.status_code,
+            InvalidSessionId.default_code,
+            InvalidSessionId.default_detail,
         )
     last_event_id = (
         request.headers.get("Last-Event-ID") or request.GET.get("last_event_id") or ""
@@ -49,13 +64,17 @@ async def events(request: HttpRequest, session_id: str) -> HttpResponseBase:
             401, code, _detail(exc), headers={"WWW-Authenticate": 'Bearer realm="api"'}
         )
     except SessionNotFound:
-        return error_response(404, "session_not_found", "No such session.")
+        return error_response(
+            SessionNotFound.status_code,
+            SessionNotFound.default_code,
+            SessionNotFound.default_detail,
+        )
 
-    broker = get_broker()
+    hub = get_hub()
     retry_after = str(max(1, conf.RETRY_MS // 1000))
     conn = Connection(session_id, conf.QUEUE_SIZE, asyncio.get_running_loop())
     try:
-        await broker.attach(conn)
+        await hub.attach(conn)
     except TooManyConnections as exc:
         if exc.scope == "session":
             return error_response(
@@ -74,43 +93,45 @@ async def events(request: HttpRequest, session_id: str) -> HttpResponseBase:
         return _broker_unavailable(retry_after)
     try:
         # Read before saying "connected": from then on, nothing is missed.
-        first, sent = await _catch_up(broker, conn, after)
+        first, sent = await _catch_up(hub, conn, after)
     except BrokerUnavailable:
-        broker.detach(conn)
+        hub.detach(conn)
         return _broker_unavailable(retry_after)
     except BaseException:
-        broker.detach(conn)
+        hub.detach(conn)
         raise
     shutdown.install()
     if conf.GC_FREEZE:
-        pauses.stream_opened(conn.loop)
-    conn.on_end = broker.detach
-    stream = _stream(broker, conn, first, after, sent, expires_at)
+        gc_freeze.stream_opened(conn.loop)
+    conn.on_end(hub.detach)
+    stream = _stream(hub, conn, first, after, sent, expires_at)
     # Release the connection even if the response is dropped before it starts.
-    weakref.finalize(stream, broker.detach, conn)
-    return EventStreamResponse(stream, conn)
+    weakref.finalize(stream, hub.detach, conn)
+    # Compression middleware (GZip) would hold events back until a block
+    # fills: the request no longer says it accepts any.
+    request.META.pop("HTTP_ACCEPT_ENCODING", None)
+    return EventStreamResponse(stream)
 
 
 class EventStreamResponse(StreamingHttpResponse):
-    """An open event stream.  The ASGI handler iterates the stream itself:
-    its chunks are bytes already, so Django's per-chunk wrapping
-    (``StreamingHttpResponse.__aiter__``, an inner generator and
-    ``make_bytes``) would only add work to every event.
+    """An open event stream.  Its chunks are bytes already, so while no
+    middleware has replaced the content, the handler iterates the stream
+    itself, without Django's per-chunk wrapping (an inner generator and
+    ``make_bytes``)."""
 
-    A handler that gives ``connection.send`` the server's ASGI ``send``
-    before it iterates (``sse.asgi`` does) lets the broker send each event
-    to a waiting stream itself; the stream's task then wakes only for
-    heartbeats, bursts and the end."""
+    _iterator: AsyncIterator[bytes]
 
-    def __init__(self, events: AsyncIterator[bytes], connection: Connection) -> None:
+    def __init__(self, events: AsyncIterator[bytes]) -> None:
         super().__init__(events, content_type="text/event-stream; charset=utf-8")
-        self.events = events
-        self.connection = connection
+        self._events = self._iterator
         self["Cache-Control"] = "no-cache"
         self["X-Accel-Buffering"] = "no"
 
     def __aiter__(self) -> AsyncIterator[bytes]:
-        return self.events
+        if self._iterator is self._events:
+            return self._events
+        iterator: AsyncIterator[bytes] = super().__aiter__()
+        return iterator
 
 
 def _broker_unavailable(retry_after: str) -> HttpResponseBase:
@@ -130,22 +151,24 @@ def _detail(exc: exceptions.APIException) -> str:
 
 
 async def _stream(
-    broker: Broker,
+    hub: StreamHub,
     conn: Connection,
     first: bytes,
     after: EventKey | None,
     sent: EventKey,
     expires_at: float,
 ) -> AsyncIterator[bytes]:
+    """Every frame of the stream, written by the response's own task (the
+    one that iterates this), in the request's context."""
     loop = conn.loop
     session_id = conn.session_id
-    conn.task = asyncio.current_task()
+    conn.owned_by(asyncio.current_task())
     release_request_thread()
     interval = conf.HEARTBEAT_INTERVAL
     expires = loop.time() + (expires_at - time.time())
     try:
         yield (
-            render_retry(conf.RETRY_MS)
+            retry_frame(conf.RETRY_MS)
             + render_unnumbered(
                 "connected",
                 session_id,
@@ -162,8 +185,6 @@ async def _stream(
             if waiter is not None:
                 await waiter
             batch = conn.take()
-            if conn.sending and conn.ended is None:
-                await conn.flush()
             if conn.ended is not None:
                 break
             if batch:
@@ -183,11 +204,11 @@ async def _stream(
                 next_beat = now + interval
     finally:
         conn.close()
-        broker.detach(conn)
+        hub.detach(conn)
 
 
 async def _catch_up(
-    broker: Broker, conn: Connection, after: EventKey | None
+    hub: StreamHub, conn: Connection, after: EventKey | None
 ) -> tuple[bytes, EventKey]:
     """What a (re)connecting client has to see before live events.
 
@@ -195,41 +216,18 @@ async def _catch_up(
     arrives live: no gap, and the key comparison drops duplicates.
     """
     session_id = conn.session_id
-    read = await broker.read(session_id, after)
+    read = await hub.broker.read(session_id, after)
+    replay = plan_replay(read, after)
+    if replay.needs_whole_buffer:
+        read = await hub.broker.read(session_id, ZERO)
+        replay = plan_replay(read, after, whole=True)
     parts: list[bytes] = []
-    if after is None:
-        sent = read.newest or ZERO
-    else:
-        sent = after
-        if read.exists:
-            unknown = read.newest is not None and read.newest < after
-            missed = read.trimmed is not None and read.trimmed > after
-        else:
-            # Expired: only a client that had seen the newest event missed nothing.
-            unknown, missed = False, read.newest != after
-        if unknown:
-            # An id this buffer never issued (it was reset): replay it all.
-            read = await broker.read(session_id, ZERO)
-            sent = ZERO
-        if unknown or missed:
-            parts.append(
-                render_unnumbered(
-                    "replay_gap",
-                    session_id,
-                    {
-                        "missed_from": format_id(after),
-                        "resumed_at": read.events[0].id if read.events else None,
-                    },
-                )
-            )
-    replayed = set()
-    for event in read.events:
-        parts.append(event.frame)
-        replayed.add(event.key)
-        sent = event.key
-    conn.advance(sent)
-    conn.live = True
+    if replay.gap is not None:
+        parts.append(render_unnumbered("replay_gap", session_id, replay.gap.as_data()))
+    parts.extend(event.frame for event in replay.events)
+    conn.go_live(replay.position)
     if backlog.has_providers():
+        replayed = {event.key for event in replay.events}
         bound = read.newest or ZERO
         for message in await database_sync_to_async(backlog.collect)(session_id):
             key = parse_id(message.event_id) if message.event_id else None
@@ -244,4 +242,4 @@ async def _catch_up(
                     event_id=message.event_id,
                 )
             )
-    return b"".join(parts), sent
+    return b"".join(parts), replay.position

@@ -1,23 +1,21 @@
-"""One open stream (``Connection``) and the streams of one event loop
-(``LocalSessions``), which the brokers fan events out to."""
+"""The bounded queue between the broker and one open stream."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Generator
-from typing import Any
+from collections.abc import Callable
 
-from .events import Event, EventKey
+from .events import ZERO, Event, EventKey
 
 logger = logging.getLogger(__name__)
 
-ZERO: EventKey = (0, 0)
-
 
 class Connection:
-    """The bounded queue between the broker and one HTTP stream.
+    """What the broker has delivered to one stream and the stream has not
+    written yet.  The stream's own task takes the events and writes them;
+    nothing else writes to the client.
 
     The bound keeps memory flat whatever a client does: a client that cannot
     keep up is disconnected (``ended == "overflow"``) instead of making the
@@ -29,8 +27,9 @@ class Connection:
         "__weakref__",
         "_alarm",
         "_items",
+        "_on_end",
         "_rang",
-        "_sending",
+        "_task",
         "_waiter",
         "_waiting",
         "alarm_at",
@@ -39,11 +38,8 @@ class Connection:
         "live",
         "loop",
         "maxsize",
-        "on_end",
         "position",
-        "send",
         "session_id",
-        "task",
     )
 
     def __init__(
@@ -68,28 +64,33 @@ class Connection:
         # taken them: it is keeping up, however many arrive meanwhile.
         self._waiting = False
         # True once the stream has read the buffer: from then on, catching
-        # up after a broker outage is the listener's job.
+        # up after a broker outage is the fan-out's job (``StreamHub``).
         self.live = not counted
-        self.task: asyncio.Task[object] | None = None
-        # Called once when the connection ends, e.g. to leave the broker at
-        # once rather than when the cancelled response is collected.
-        self.on_end: Callable[[Connection], None] | None = None
+        self._task: asyncio.Task[object] | None = None
+        self._on_end: Callable[[Connection], None] | None = None
         # One timer per deadline (the next heartbeat), not one per wait: a
         # stream that gets an event every few milliseconds would otherwise
         # arm and cancel a timer for each.
         self.alarm_at: float | None = None
         self._alarm: asyncio.TimerHandle | None = None
         self._rang = False
-        # The server's ASGI ``send`` for this stream's response, when the
-        # handler hands it over (``sse.asgi`` does): an event for a stream
-        # that waits is then sent from the broker's callback, without waking
-        # the stream's task.  ``_sending`` is a send that had to wait.
-        self.send: Callable[[dict[str, Any]], Awaitable[None]] | None = None
-        self._sending: asyncio.Task[None] | None = None
+
+    def on_end(self, callback: Callable[[Connection], None]) -> None:
+        """Call ``callback`` once when the connection ends, e.g. to leave the
+        fan-out at once rather than when the cancelled response is collected."""
+        self._on_end = callback
+
+    def owned_by(self, task: asyncio.Task[object] | None) -> None:
+        """The stream's task: cancelled if it cannot end by itself."""
+        self._task = task
+
+    def go_live(self, position: EventKey) -> None:
+        """The stream has read the buffer up to ``position``."""
+        self.advance(position)
+        self.live = True
 
     def offer(self, event: Event) -> None:
-        """Queue ``event``, or send it at once to a stream that waits, unless
-        it is a duplicate; runs on ``self.loop``."""
+        """Queue ``event`` unless it is a duplicate; runs on ``self.loop``."""
         if self.ended is not None or event.key <= self.position:
             return
         if len(self._items) >= self.maxsize and not self._waiting:
@@ -99,63 +100,8 @@ class Connection:
             self.end("overflow")
             return
         self.position = event.key
-        if self._waiting and not self._items and self.send is not None and self._send_now(event):
-            return
         self._items.append(event)
         self._wake()
-
-    def _send_now(self, event: Event) -> bool:
-        """Hand ``event`` to the server at once; False if it must be queued
-        (an earlier send is still waiting for the client)."""
-        if self._sending is not None:
-            return False
-        assert self.send is not None
-        message = {"type": "http.response.body", "body": event.frame, "more_body": True}
-        sending = self.send(message).__await__()
-        try:
-            waiting_on = sending.send(None)
-        except StopIteration:
-            return True  # the usual case: the server wrote it without waiting
-        except Exception as exc:
-            self._send_failed(exc)
-            return True
-        # The server waits (for the client to read): finish this send in a
-        # task; the stream writes nothing before it is done.
-        self._sending = self.loop.create_task(_finish(sending, waiting_on))
-        self._sending.add_done_callback(self._sent)
-        return True
-
-    def _sent(self, task: asyncio.Task[None]) -> None:
-        self._sending = None
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is not None:
-            self._send_failed(exc)
-
-    def _send_failed(self, exc: BaseException) -> None:
-        """The stream ends; its client reconnects and replays what it missed."""
-        logger.error(
-            "SSE stream of session %s: sending an event failed", self.session_id, exc_info=exc
-        )
-        self.end("error")
-
-    @property
-    def sending(self) -> bool:
-        """True while an event sent from the broker's callback waits for the client."""
-        return self._sending is not None
-
-    async def flush(self) -> None:
-        """Wait until the events sent from the broker's callback are written."""
-        if self._sending is not None:
-            await asyncio.wait([self._sending])
-
-    def close(self) -> None:
-        """The stream is over: no more alarms, nothing more is sent from here."""
-        self.cancel_alarm()
-        self.send = None
-        if self._sending is not None:
-            self._sending.cancel()
 
     def advance(self, key: EventKey) -> None:
         if key > self.position:
@@ -167,24 +113,22 @@ class Connection:
             return
         self.ended = reason
         self._items.clear()
-        if reason == "overflow" and self._sending is not None:
-            self._sending.cancel()  # stuck: the client does not read
-        if self.on_end is not None:
-            self.on_end(self)
+        if self._on_end is not None:
+            self._on_end(self)
         if self._waiting:
             self._wake()
-        elif self.task is not None:
+        elif self._task is not None:
             if reason == "overflow":
                 # Stuck writing to a client that does not read: only
                 # cancelling the write frees the stream.
-                self.task.cancel()
+                self._task.cancel()
             else:
                 # Busy for a moment, or stuck: give it a moment to end cleanly.
                 self.loop.call_later(1.0, self._cancel)
 
     def _cancel(self) -> None:
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
 
     def set_alarm(self, when: float) -> None:
         """Wake the stream at loop time ``when``, events or not: ``wait()``
@@ -251,60 +195,9 @@ class Connection:
                     self._waiting = False
         return self.take()
 
+    def close(self) -> None:
+        """The stream is over: no more alarms."""
+        self.cancel_alarm()
+
     def __len__(self) -> int:
         return len(self._items)
-
-
-async def _finish(sending: Generator[Any, None, None], waiting_on: Any) -> None:
-    """Drive ``sending``, an awaitable suspended on the future ``waiting_on``
-    (None: it yielded to the loop), to its end, as a task would."""
-    while True:
-        cancelled = None
-        try:
-            if waiting_on is None:
-                await asyncio.sleep(0)
-            else:
-                await asyncio.wait([waiting_on])
-        except asyncio.CancelledError as exc:
-            cancelled = exc
-        try:
-            waiting_on = sending.send(None) if cancelled is None else sending.throw(cancelled)
-        except StopIteration:
-            return
-
-
-class LocalSessions:
-    """The connections of one event loop, grouped by session."""
-
-    def __init__(self) -> None:
-        self.sessions: dict[str, set[Connection]] = {}
-
-    def add(self, conn: Connection) -> bool:
-        """Register ``conn``; True if it is the session's first here."""
-        conns = self.sessions.get(conn.session_id)
-        if conns is None:
-            self.sessions[conn.session_id] = {conn}
-            return True
-        conns.add(conn)
-        return False
-
-    def remove(self, conn: Connection) -> bool:
-        """Unregister ``conn``; True if it was the session's last here."""
-        conns = self.sessions.get(conn.session_id)
-        if conns is None or conn not in conns:
-            return False
-        conns.discard(conn)
-        if conns:
-            return False
-        del self.sessions[conn.session_id]
-        return True
-
-    def deliver(self, session_id: str, events: list[Event]) -> None:
-        for conn in tuple(self.sessions.get(session_id, ())):
-            for event in events:
-                conn.offer(event)
-
-    def end_all(self, reason: str) -> None:
-        for conns in tuple(self.sessions.values()):
-            for conn in tuple(conns):
-                conn.end(reason)

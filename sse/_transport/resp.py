@@ -1,5 +1,6 @@
 """A minimal Redis client for the serving loop: RESP over an asyncio
-protocol, parsed by hiredis as the data arrives.
+protocol, parsed by hiredis as the data arrives, on sockets that
+``connect.RedisEndpoint`` opened.
 
 The listener's pub/sub socket and the buffer reads use it.  A general
 client (redis-py's asyncio one) costs a pool, a connection checkout and
@@ -12,13 +13,14 @@ replies, which Redis sends in order, resolve them in order.
 from __future__ import annotations
 
 import asyncio
-import ssl
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hiredis
-from redis.connection import parse_url
+
+if TYPE_CHECKING:
+    from .connect import RedisEndpoint
 
 CONNECT_TIMEOUT = 5.0
 
@@ -44,9 +46,17 @@ class RespProtocol(asyncio.Protocol):
         self.on_reply: Callable[[Any], None] = self._unexpected
         self.reads = 0
         self.replies = 0
+        self._writer: asyncio.StreamWriter | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+
+    def adopt(self, writer: asyncio.StreamWriter) -> None:
+        """Take over the transport of a connection redis-py opened; the
+        writer is kept because collecting it would close the transport."""
+        self._writer = writer
+        writer.transport.set_protocol(self)
+        self.connection_made(writer.transport)
 
     def data_received(self, data: bytes) -> None:
         self.reads += 1
@@ -93,42 +103,6 @@ class RespProtocol(asyncio.Protocol):
             self.transport.abort()
 
 
-async def connect(
-    url: str, protocol: RespProtocol, loop: asyncio.AbstractEventLoop, select_db: bool
-) -> None:
-    """Connect ``protocol`` to the Redis of ``url``: TCP, TLS (``rediss://``)
-    or a unix socket, AUTH with the URL's credentials, and SELECT its
-    database if ``select_db`` (pub/sub ignores databases)."""
-    params: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
-    connection_class = getattr(params.get("connection_class"), "__name__", "")
-    if "path" in params:
-        await loop.create_unix_connection(lambda: protocol, params["path"])
-    else:
-        context = ssl.create_default_context() if connection_class == "SSLConnection" else None
-        await loop.create_connection(
-            lambda: protocol,
-            params.get("host", "localhost"),
-            params.get("port", 6379),
-            ssl=context,
-        )
-    setup = []
-    if params.get("password"):
-        auth = [b"AUTH", params["password"]]
-        if params.get("username"):
-            auth.insert(1, params["username"])
-        setup.append(("AUTH", command(*auth)))
-    if select_db and params.get("db"):
-        setup.append(("SELECT", command(b"SELECT", str(params["db"]))))
-    try:
-        for name, request in setup:
-            reply = await protocol.call(request)
-            if isinstance(reply, hiredis.ReplyError):
-                raise ConnectionError(f"Redis {name} failed: {reply}")
-    except BaseException:
-        protocol.abort()
-        raise
-
-
 class _Pipelined(RespProtocol):
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(loop)
@@ -159,10 +133,10 @@ class Commands:
     raised (``hiredis.ReplyError``); a lost connection or a reply later than
     ``timeout`` raises ``ConnectionError`` for every command in flight."""
 
-    def __init__(self, url: str, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
-        self.url = url
+    def __init__(self, endpoint: RedisEndpoint, loop: asyncio.AbstractEventLoop) -> None:
+        self.endpoint = endpoint
         self.loop = loop
-        self.timeout = timeout
+        self.timeout = endpoint.socket_timeout
         self._protocol: _Pipelined | None = None
         self._opening: asyncio.Future[_Pipelined] | None = None
 
@@ -201,7 +175,7 @@ class Commands:
 
     async def _connect(self) -> _Pipelined:
         protocol = _Pipelined(self.loop)
-        await asyncio.wait_for(connect(self.url, protocol, self.loop, True), CONNECT_TIMEOUT)
+        await asyncio.wait_for(self.endpoint.open(protocol), CONNECT_TIMEOUT)
         protocol.on_reply = protocol.answer
         self._protocol = protocol
         return protocol

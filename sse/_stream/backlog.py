@@ -1,7 +1,8 @@
-"""Messages a stream delivers on every (re)connect, whatever the buffer holds.
+"""Messages a stream delivers on every (re)connect, whatever the buffer
+holds: things waiting for a person, such as pending permission requests.
 
-The ``permissions`` app registers a provider for pending permission
-requests; any app can.  Providers are sync (they usually query the ORM).
+The ``permissions`` app registers a provider for its requests; any app can
+(``sse.register_backlog``).  Providers are sync (they usually query the ORM).
 """
 
 from __future__ import annotations
@@ -41,3 +42,8 @@ def collect(session_id: str) -> list[BacklogMessage]:
     for provider in _providers:
         messages.extend(provider(session_id))
     return messages
+
+
+def pending_count(session_id: str) -> int:
+    """How many things of the session wait for a person."""
+    return len(collect(session_id))

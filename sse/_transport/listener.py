@@ -2,13 +2,15 @@
 
 It subscribes to a session's channel when the first local stream of that
 session opens and unsubscribes when the last one closes.  When Redis goes
-away it reconnects with backoff, subscribes again, and catches every open
-stream up from the session buffers, so an event that Redis accepted while
-the listener was away is still delivered.
+away it reconnects with backoff and subscribes again, and says so
+(``recover``): the streams are then caught up from the session buffers, so
+an event that Redis accepted while the listener was away is still
+delivered.
 
-It speaks RESP directly (``resp``, through hiredis) on its own socket:
-pub/sub needs three commands, and the hot path stays one parse and one
-render per event.  Under load it reads events in batches (``_Subscriber``).
+It speaks RESP directly (``resp``, through hiredis) on a socket that
+``connect.RedisEndpoint`` opened: pub/sub needs three commands, and the hot
+path stays one parse and one render per event.  Under load it reads events
+in batches (``_Subscriber``).
 """
 
 from __future__ import annotations
@@ -20,22 +22,21 @@ import random
 import socket
 import sys
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import hiredis
+from redis.exceptions import RedisError
 
+from .._stream.events import Event, render
 from ..conf import conf
-from ..connection import LocalSessions
-from ..events import Event, render
 from ..exceptions import BrokerUnavailable
-from .resp import CONNECT_TIMEOUT, RespProtocol, command, connect
-
-if TYPE_CHECKING:
-    from .redis import RedisBroker
+from .connect import RedisEndpoint
+from .keys import channel as channel_of
+from .resp import CONNECT_TIMEOUT, RespProtocol, command
 
 logger = logging.getLogger(__name__)
 
-CHANNEL_PREFIX = b"sse_events:"
 # Silence this long on the socket triggers a PING; twice as long, a reconnect.
 IDLE_PING = 15.0
 MAX_BACKOFF = 5.0
@@ -48,12 +49,20 @@ HOLD_BYTES = 1 << 16
 
 
 class SessionListener:
+    """``deliver(session_id, events)`` gets every event of a subscribed
+    session; ``recover(session_ids, subscribed)`` is told after a reconnect."""
+
     def __init__(
-        self, broker: RedisBroker, loop: asyncio.AbstractEventLoop, local: LocalSessions
+        self,
+        endpoint: RedisEndpoint,
+        loop: asyncio.AbstractEventLoop,
+        deliver: Callable[[str, list[Event]], None],
+        recover: Callable[[list[str], asyncio.Future[None]], None],
     ) -> None:
-        self.broker = broker
+        self.endpoint = endpoint
         self.loop = loop
-        self.local = local
+        self._deliver = deliver
+        self._recover = recover
         self.connected = False
         self._connected = asyncio.Event()
         self._protocol: RespProtocol | None = None
@@ -64,9 +73,6 @@ class SessionListener:
         # order: a future to resolve, or None for an unsubscribe.
         self._expect: dict[bytes, deque[asyncio.Future[None] | None]] = {}
         self._sids: dict[bytes, str] = {}
-        # While catching up after a reconnect: live events of each recovering
-        # session, delivered after the events read from its buffer, in order.
-        self._held: dict[str, list[Event]] = {}
         self._pinged = False
         self._watchdog: asyncio.TimerHandle | None = None
 
@@ -103,7 +109,7 @@ class SessionListener:
     def release(self, session_id: str) -> None:
         if self._subs.pop(session_id, None) is None or self._protocol is None:
             return
-        channel = CHANNEL_PREFIX + session_id.encode()
+        channel = channel_of(session_id)
         self._expect.setdefault(channel, deque()).append(None)
         self._protocol.write(command(b"UNSUBSCRIBE", channel))
 
@@ -113,7 +119,7 @@ class SessionListener:
         futures = []
         channels = []
         for sid in session_ids:
-            channel = CHANNEL_PREFIX + sid.encode()
+            channel = channel_of(sid)
             future = self.loop.create_future()
             self._subs[sid] = future
             self._sids[channel] = sid
@@ -129,40 +135,36 @@ class SessionListener:
         backoff = 0.1
         recovering = False
         while True:
-            catch_up: asyncio.Task[None] | None = None
             try:
                 protocol = await asyncio.wait_for(self._open(), CONNECT_TIMEOUT)
                 self._protocol = protocol
-                sessions = list(self.local.sessions)
+                sessions = list(self._subs) if recovering else []
+                self._subs = {}
                 self._sids = {}
-                if recovering:
-                    self._held = {sid: [] for sid in sessions}
                 futures = self._subscribe(sessions) if sessions else []
                 self.connected = True
                 self._connected.set()
                 if recovering:
                     logger.info("SSE Redis listener reconnected; %d sessions", len(sessions))
                     if futures:
-                        catch_up = self.loop.create_task(self._catch_up(sessions, futures))
+                        self._recover(sessions, _all_of(self.loop, futures))
                 backoff = 0.1
                 await self._receive(protocol)
             except asyncio.CancelledError:
                 raise
-            except (OSError, EOFError, TimeoutError, hiredis.ProtocolError) as exc:
+            except (OSError, EOFError, TimeoutError, RedisError, hiredis.ProtocolError) as exc:
                 logger.warning("SSE Redis listener lost its connection: %s", exc)
             except Exception:
                 logger.exception("SSE Redis listener failed")
             finally:
-                self._disconnected(catch_up)
+                self._disconnected()
             recovering = True
             await asyncio.sleep(backoff * (0.5 + random.random()))
             backoff = min(backoff * 2, MAX_BACKOFF)
 
-    def _disconnected(self, catch_up: asyncio.Task[None] | None) -> None:
+    def _disconnected(self) -> None:
         self.connected = False
         self._connected.clear()
-        if catch_up is not None:
-            catch_up.cancel()
         error = BrokerUnavailable("Redis connection lost")
         for expected in self._expect.values():
             for future in expected:
@@ -170,15 +172,18 @@ class SessionListener:
                     future.set_exception(error)
                     future.exception()  # retrieved: nobody may be waiting
         self._expect.clear()
-        self._subs.clear()
-        self._held = {}
+        # The sessions stay wanted: the next connection subscribes again.
+        self._subs = {sid: self.loop.create_future() for sid in self._subs}
+        for future in self._subs.values():
+            future.set_exception(error)
+            future.exception()
         if self._protocol is not None:
             self._protocol.abort()
             self._protocol = None
 
     async def _open(self) -> RespProtocol:
         protocol = _Subscriber(self.loop, conf.COALESCE_MS / 1000)
-        await connect(self.broker.url, protocol, self.loop, select_db=False)
+        await self.endpoint.open(protocol)
         return protocol
 
     async def _receive(self, protocol: RespProtocol) -> None:
@@ -201,12 +206,7 @@ class SessionListener:
             sid = self._sids.get(reply[1])
             if sid is not None:
                 split = payload.index(b"\n")
-                event = render(payload[:split], payload[split + 1 :])
-                held = self._held.get(sid)
-                if held is None:
-                    self.local.deliver(sid, [event])
-                else:
-                    held.append(event)
+                self._deliver(sid, [render(payload[:split], payload[split + 1 :])])
         elif kind == b"subscribe" or kind == b"unsubscribe":
             self._acknowledged(reply[1])
 
@@ -235,43 +235,31 @@ class SessionListener:
         future = expected.popleft()
         if not expected:
             del self._expect[channel]
-            if channel[len(CHANNEL_PREFIX) :].decode() not in self._subs:
+            if self._sids.get(channel) not in self._subs:
                 self._sids.pop(channel, None)
         if future is not None and not future.done():
             future.set_result(None)
 
-    async def _catch_up(self, sessions: list[str], futures: list[asyncio.Future[None]]) -> None:
-        """Deliver what was published while the listener was away: the
-        buffer after each stream's position, then the live events held
-        meanwhile, so every stream sees them once and in order."""
-        try:
-            await asyncio.gather(*futures)
-        except BrokerUnavailable:
-            return  # the connection dropped again; the next one catches up
-        for sid in sessions:
-            conns = [conn for conn in self.local.sessions.get(sid, ()) if conn.live]
-            read = None
-            if conns:
-                try:
-                    read = await self.broker.read(sid, min(conn.position for conn in conns))
-                except BrokerUnavailable:
-                    logger.warning("SSE could not catch session %s up: its clients reconnect", sid)
-                    for conn in conns:
-                        conn.end("resync")
-            held = self._held.pop(sid, [])
-            if read is None:
-                self.local.deliver(sid, held)
-                continue
-            for conn in conns:
-                if conn.counted and read.trimmed is not None and read.trimmed > conn.position:
-                    # Events this stream never saw left the buffer: make the
-                    # client reconnect, which reports the gap.
-                    conn.end("resync")
-                    continue
-                for event in read.events:
-                    conn.offer(event)
-            # Streams that opened meanwhile read the buffer themselves.
-            self.local.deliver(sid, held)
+
+def _all_of(
+    loop: asyncio.AbstractEventLoop, futures: list[asyncio.Future[None]]
+) -> asyncio.Future[None]:
+    """Done when every subscription is confirmed, or failed with the first error."""
+    together: asyncio.Future[None] = loop.create_future()
+
+    def settle(gathered: asyncio.Future[list[None]]) -> None:
+        if together.done():
+            return
+        if gathered.cancelled():
+            together.cancel()
+        elif gathered.exception() is not None:
+            together.set_exception(gathered.exception())  # type: ignore[arg-type]
+            together.exception()  # retrieved: nobody may wait for it
+        else:
+            together.set_result(None)
+
+    asyncio.gather(*futures).add_done_callback(settle)
+    return together
 
 
 class _Subscriber(RespProtocol):

@@ -1,0 +1,72 @@
+"""What a client must be sent to catch up: one decision, for a stream that
+opens with ``Last-Event-ID`` and for open streams whose process lost its
+broker connection for a while.  Pure: no I/O, no clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .events import ZERO, Event, EventKey, format_id
+
+
+@dataclass(slots=True)
+class BufferRead:
+    """A session buffer read after some position.
+
+    ``exists`` is False when the buffer expired (or never had an event);
+    ``newest`` is the newest key ever stored, still known after the buffer
+    expired when the broker remembers it; ``trimmed`` the newest key dropped
+    from the buffer to respect ``BUFFER_SIZE``.
+    """
+
+    exists: bool
+    newest: EventKey | None = None
+    trimmed: EventKey | None = None
+    events: list[Event] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Events the client never saw are gone: ``replay_gap`` tells it."""
+
+    missed_from: str
+    resumed_at: str | None
+
+    def as_data(self) -> dict[str, str | None]:
+        return {"missed_from": self.missed_from, "resumed_at": self.resumed_at}
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """The events to send, oldest first, after the gap if there is one;
+    ``position`` is the client's once they are sent.  ``needs_whole_buffer``:
+    the buffer never issued the client's position (it was reset), so the
+    plan must be made again on a read of the whole buffer."""
+
+    events: list[Event]
+    gap: Gap | None
+    position: EventKey
+    needs_whole_buffer: bool = False
+
+
+def plan_replay(read: BufferRead, position: EventKey | None, *, whole: bool = False) -> Replay:
+    """The replay for a client at ``position`` (None: a fresh client, which
+    starts at the newest event), given ``read``, the buffer after
+    ``position`` or, with ``whole``, after nothing."""
+    if position is None:
+        return Replay([], None, read.newest or ZERO)
+    if read.exists:
+        unknown = read.newest is not None and read.newest < position
+        missed = read.trimmed is not None and read.trimmed > position
+    else:
+        # Expired (or never written): only a client that had seen the newest
+        # event missed nothing.
+        unknown, missed = False, (read.newest or ZERO) != position
+    if unknown and not whole:
+        return Replay([], None, position, needs_whole_buffer=True)
+    after = ZERO if unknown else position
+    events = [event for event in read.events if event.key > after]
+    gap = None
+    if unknown or missed:
+        gap = Gap(format_id(position), events[0].id if events else None)
+    return Replay(events, gap, events[-1].key if events else after)

@@ -1,0 +1,89 @@
+"""The replay planner alone: what a client at some position must be sent,
+given what the session buffer holds.  No broker, no Redis."""
+
+from __future__ import annotations
+
+from sse._stream.events import ZERO, Event, EventKey, render
+from sse._stream.replay import BufferRead, Gap, plan_replay
+
+
+def _event(ms: int, seq: int = 0) -> Event:
+    return render(b"%d-%d" % (ms, seq), b'"type":"t","session_id":"s","data":{}')
+
+
+def _buffer(
+    *keys: tuple[int, ...], trimmed: EventKey | None = None, after: tuple[int, ...] = (0,)
+) -> BufferRead:
+    """A buffer holding events of ``keys`` (ms, or ms and sequence), read after ``after``."""
+    events = [_event(*key) for key in keys]
+    start = _event(*after).key
+    return BufferRead(True, events[-1].key, trimmed, [e for e in events if e.key > start])
+
+
+def test_a_fresh_client_starts_at_the_newest_event() -> None:
+    replay = plan_replay(_buffer((10,), (20,), after=(20,)), None)
+    assert replay.events == []
+    assert replay.gap is None
+    assert replay.position == (20, 0)
+
+
+def test_a_fresh_client_of_a_session_without_events_starts_at_zero() -> None:
+    assert plan_replay(BufferRead(exists=False), None).position == ZERO
+
+
+def test_a_client_gets_what_it_missed_in_order_and_no_gap() -> None:
+    replay = plan_replay(_buffer((10,), (20,), (30,), after=(10,)), (10, 0))
+    assert [event.key for event in replay.events] == [(20, 0), (30, 0)]
+    assert replay.gap is None
+    assert replay.position == (30, 0)
+
+
+def test_a_client_that_saw_everything_gets_nothing() -> None:
+    replay = plan_replay(_buffer((10,), (20,), after=(20,)), (20, 0))
+    assert replay.events == []
+    assert replay.gap is None
+    assert replay.position == (20, 0)
+
+
+def test_events_trimmed_past_the_client_give_a_gap_then_the_buffer() -> None:
+    read = _buffer((30,), (40,), trimmed=(20, 0), after=(10,))
+    replay = plan_replay(read, (10, 0))
+    assert replay.gap == Gap("10-0", "30-0")
+    assert [event.key for event in replay.events] == [(30, 0), (40, 0)]
+    assert replay.position == (40, 0)
+
+
+def test_a_client_right_at_the_trim_mark_missed_nothing() -> None:
+    replay = plan_replay(_buffer((30,), trimmed=(20, 0), after=(20,)), (20, 0))
+    assert replay.gap is None
+
+
+def test_a_position_the_buffer_never_issued_needs_the_whole_buffer() -> None:
+    """The buffer was reset (Redis flushed): ids start again below the client's."""
+    first = plan_replay(_buffer((5,), (6,), after=(99,)), (99, 0))
+    assert first.needs_whole_buffer
+    whole = plan_replay(_buffer((5,), (6,)), (99, 0), whole=True)
+    assert whole.gap == Gap("99-0", "5-0")
+    assert [event.key for event in whole.events] == [(5, 0), (6, 0)]
+    assert whole.position == (6, 0)
+    assert not whole.needs_whole_buffer
+
+
+def test_an_expired_buffer_is_a_gap_unless_the_client_had_the_newest_event() -> None:
+    expired = BufferRead(exists=False, newest=(50, 0))
+    assert plan_replay(expired, (50, 0)).gap is None
+    gap = plan_replay(expired, (40, 0)).gap
+    assert gap == Gap("40-0", None)
+
+
+def test_a_session_that_never_had_events_is_no_gap_for_a_client_at_zero() -> None:
+    never = BufferRead(exists=False)
+    assert plan_replay(never, ZERO).gap is None
+    assert plan_replay(never, (1, 0)).gap == Gap("1-0", None)
+
+
+def test_a_reader_at_a_later_position_than_the_read_gets_only_its_own_tail() -> None:
+    """The listener reads once from the lowest position of a session's
+    streams; each stream gets what lies after its own."""
+    read = _buffer((10,), (20,), (30,), after=(10,))
+    assert [e.key for e in plan_replay(read, (20, 0)).events] == [(30, 0)]
