@@ -93,44 +93,36 @@ async def run_agent(
         if report is not None:
             report(event_type, data)
 
+    async def status(tool_name: str, state: str, **details: Any) -> None:
+        await publish("tool_status", notifier.tool_status_data(tool_name, state, **details))
+
     async def use(tool: Tool) -> None:
         await work(tool)
-        await publish(
-            "tool_result", {"tool_name": tool.name, "success": True, "result": tool.result}
-        )
+        await publish("tool_result", notifier.tool_result_data(tool.name, tool.result))
 
     async def work(tool: Tool) -> None:
         steps = len(tool.progress)
         for done, message in enumerate(tool.progress):
-            await publish(
-                "tool_status",
-                {
-                    "tool_name": tool.name,
-                    "status": "running",
-                    "progress": round(done / steps, 2),
-                    "message": message,
-                    "arguments": tool.arguments,
-                },
+            await status(
+                tool.name,
+                "running",
+                progress=round(done / steps, 2),
+                message=message,
+                arguments=tool.arguments,
             )
             await asyncio.sleep(step_delay)
-        await publish(
-            "tool_status",
-            {"tool_name": tool.name, "status": "completed", "progress": 1.0, "message": "Done"},
-        )
+        await status(tool.name, "completed", progress=1.0, message="Done")
 
     await publish("run_started", {"tools": [t.name for t in (SEARCH, READ, WRITE, SUMMARIZE)]})
     try:
         await use(SEARCH)
         await use(READ)
-        await publish(
-            "tool_status",
-            {
-                "tool_name": WRITE.name,
-                "status": "waiting_permission",
-                "progress": 0.0,
-                "message": "Waiting for your permission",
-                "arguments": WRITE.arguments,
-            },
+        await status(
+            WRITE.name,
+            "waiting_permission",
+            progress=0.0,
+            message="Waiting for your permission",
+            arguments=WRITE.arguments,
         )
         decision = await arequest_permission(
             session_id,
@@ -143,19 +135,12 @@ async def run_agent(
             await use(WRITE)
         else:
             reason = decision.reason or f"Permission {decision.status}"
-            await publish(
-                "tool_status",
-                {"tool_name": WRITE.name, "status": decision.status, "message": reason},
-            )
+            await status(WRITE.name, decision.status, message=reason)
             await publish(
                 "tool_result",
-                {
-                    "tool_name": WRITE.name,
-                    "success": False,
-                    "result": None,
-                    "error": reason,
-                    "permission": decision.status,
-                },
+                notifier.tool_result_data(
+                    WRITE.name, success=False, error=reason, permission=decision.status
+                ),
             )
         await use(SUMMARIZE)
     except asyncio.CancelledError:

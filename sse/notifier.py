@@ -22,34 +22,40 @@ async def asend(session_id: str, type: str, data: dict[str, Any] | None = None) 
     return await get_hub().broker.apublish(session_id, prepare(session_id, type, data))
 
 
-def _tool_status(tool_name: str, status: str, details: dict[str, Any]) -> dict[str, Any]:
+def tool_status_data(tool_name: str, status: str, **details: Any) -> dict[str, Any]:
+    """The ``data`` of a ``tool_status`` event."""
     return {"tool_name": tool_name, "status": status, **details}
 
 
-def _tool_result(
-    tool_name: str, result: Any, success: bool, details: dict[str, Any]
+def tool_result_data(
+    tool_name: str, result: Any = None, *, success: bool = True, **details: Any
 ) -> dict[str, Any]:
+    """The ``data`` of a ``tool_result`` event."""
     return {"tool_name": tool_name, "success": success, "result": result, **details}
 
 
 def tool_status(session_id: str, tool_name: str, status: str, **details: Any) -> str:
     """``tool_status`` with ``data = {"tool_name", "status", **details}``,
     e.g. ``status="running", progress=0.4, message="Reading files"``."""
-    return send(session_id, "tool_status", _tool_status(tool_name, status, details))
+    return send(session_id, "tool_status", tool_status_data(tool_name, status, **details))
 
 
 async def atool_status(session_id: str, tool_name: str, status: str, **details: Any) -> str:
-    return await asend(session_id, "tool_status", _tool_status(tool_name, status, details))
+    return await asend(session_id, "tool_status", tool_status_data(tool_name, status, **details))
 
 
 def tool_result(
     session_id: str, tool_name: str, result: Any = None, *, success: bool = True, **details: Any
 ) -> str:
     """``tool_result`` with ``data = {"tool_name", "success", "result", **details}``."""
-    return send(session_id, "tool_result", _tool_result(tool_name, result, success, details))
+    return send(
+        session_id, "tool_result", tool_result_data(tool_name, result, success=success, **details)
+    )
 
 
 async def atool_result(
     session_id: str, tool_name: str, result: Any = None, *, success: bool = True, **details: Any
 ) -> str:
-    return await asend(session_id, "tool_result", _tool_result(tool_name, result, success, details))
+    return await asend(
+        session_id, "tool_result", tool_result_data(tool_name, result, success=success, **details)
+    )

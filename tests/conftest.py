@@ -66,20 +66,24 @@ def django_db_modify_db_settings(
 # --- Redis -------------------------------------------------------------------------------
 
 
+def _redis_binary() -> str:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail(
+            "redis-server is not installed: run `apt-get install redis-server` "
+            "(`make test` installs it when run as root)",
+            pytrace=False,
+        )
+    return binary
+
+
 @pytest.fixture(scope="session")
 def _redis_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], RedisServer]]:
     started: list[RedisServer] = []
 
     def running_redis() -> RedisServer:
         if not started:
-            binary = shutil.which("redis-server")
-            if binary is None:
-                pytest.fail(
-                    "redis-server is not installed: run `apt-get install redis-server` "
-                    "(`make test` installs it when run as root)",
-                    pytrace=False,
-                )
-            started.append(RedisServer(binary, tmp_path_factory.mktemp("redis")))
+            started.append(RedisServer(_redis_binary(), tmp_path_factory.mktemp("redis")))
         if not started[0].running:
             # First use, or an earlier test stopped it and did not start it again.
             started[0].start()
@@ -105,14 +109,7 @@ def tls_redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSRe
     ``url`` trusts its CA (``ca_path``); ``plain_tls_url`` does not, so a
     client that verifies certificates refuses it.
     """
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail(
-            "redis-server is not installed: run `apt-get install redis-server` "
-            "(`make test` installs it when run as root)",
-            pytrace=False,
-        )
-    server = TLSRedisServer(binary, tmp_path_factory.mktemp("redis-tls"))
+    server = TLSRedisServer(_redis_binary(), tmp_path_factory.mktemp("redis-tls"))
     try:
         server.start()
         yield server

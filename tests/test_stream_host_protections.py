@@ -10,22 +10,13 @@ from typing import Any
 import httpx
 import pytest
 
+from agent_backend.settings import INSTALLED_APPS, MIDDLEWARE
 from sse._stream.events import prepare
 from sse._stream.hub import StreamHub
 from sse.testing import open_stream
 from tests.conftest import MakeSession, MakeUser, ServerFactory
 from tests.servers import RedisServer
 from tests.streaming import Stack, collect_types, events_url, health_url, until_connected
-
-DEFAULT_MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-]
 
 
 def _overrides(**settings: Any) -> dict[str, str]:
@@ -101,7 +92,7 @@ async def test_gzip_middleware_never_compresses_a_stream(
     make_user: MakeUser,
     make_session: MakeSession,
 ) -> None:
-    middleware = ["django.middleware.gzip.GZipMiddleware", *DEFAULT_MIDDLEWARE]
+    middleware = ["django.middleware.gzip.GZipMiddleware", *MIDDLEWARE]
     server = server_factory("redis", env=_overrides(MIDDLEWARE=middleware), name="gzip")
     user, token = make_user()
     sid = make_session(user).session_id
@@ -124,11 +115,9 @@ async def test_django_cors_headers_answers_for_streams(
     make_user: MakeUser,
     make_session: MakeSession,
 ) -> None:
-    from agent_backend.settings import INSTALLED_APPS
-
     settings = {
         "INSTALLED_APPS": [*INSTALLED_APPS, "corsheaders"],
-        "MIDDLEWARE": ["corsheaders.middleware.CorsMiddleware", *DEFAULT_MIDDLEWARE],
+        "MIDDLEWARE": ["corsheaders.middleware.CorsMiddleware", *MIDDLEWARE],
         "CORS_ALLOWED_ORIGINS": ["http://app.example"],
         "CORS_ALLOW_CREDENTIALS": True,
     }

@@ -158,9 +158,14 @@ class StreamHub:
                 for conn in conns:
                     conn.end("resync")
             else:
+                # Redis keeps no record of the session at all (it restarted
+                # without persistence): nothing to replay, and nothing to say
+                # the streams missed anything; they carry on.
+                forgotten = not read.exists and read.newest is None
                 for conn in conns:
                     replay = plan_replay(read, conn.position, whole=False)
-                    if conn.counted and (replay.gap or replay.needs_whole_buffer):
+                    resync = replay.gap is not None or replay.needs_whole_buffer
+                    if conn.counted and resync and not forgotten:
                         # Events this stream never saw are gone: the client
                         # reconnects, and its new stream reports the gap.
                         conn.end("resync")

@@ -50,10 +50,17 @@ class RedisEndpoint:
         connection = self._pool.make_connection()  # type: ignore[no-untyped-call]
         try:
             await connection.connect()
-        except redis.AuthenticationError as exc:
-            raise ConnectionError(f"Redis AUTH failed: {exc}") from exc
-        except redis.TimeoutError as exc:
-            raise TimeoutError(f"no reply from Redis within {self.socket_timeout:g} s") from exc
+        except BaseException as exc:
+            # Cancelled or failed mid-handshake: redis-py may still hold the socket.
+            if connection._writer is not None:
+                connection._writer.transport.abort()
+            connection._reader = connection._writer = None
+            if isinstance(exc, redis.AuthenticationError):
+                raise ConnectionError(f"Redis AUTH failed: {exc}") from exc
+            if isinstance(exc, redis.TimeoutError):
+                raise TimeoutError(f"no reply from Redis within {self.socket_timeout:g} s") from exc
+            raise
+
         reader, writer = connection._reader, connection._writer
         assert reader is not None
         assert writer is not None

@@ -248,13 +248,15 @@ def _all_of(
     together: asyncio.Future[None] = loop.create_future()
 
     def settle(gathered: asyncio.Future[list[None]]) -> None:
+        # Retrieved even when nobody waits any more.
+        error = None if gathered.cancelled() else gathered.exception()
         if together.done():
             return
         if gathered.cancelled():
             together.cancel()
-        elif gathered.exception() is not None:
-            together.set_exception(gathered.exception())  # type: ignore[arg-type]
-            together.exception()  # retrieved: nobody may wait for it
+        elif error is not None:
+            together.set_exception(error)
+            together.exception()
         else:
             together.set_result(None)
 
