@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from sse import SSEError, database_sync_to_async, notifier
+from sse import SSEError, notifier
 
 from .models import PermissionRequest
 
@@ -26,4 +26,11 @@ def announce(request: PermissionRequest) -> bool:
     return True
 
 
-aannounce = database_sync_to_async(announce)
+async def aannounce(request: PermissionRequest) -> bool:
+    """:func:`announce` from async code."""
+    try:
+        await notifier.asend(request.session_id, "permission_cleared", request.cleared_message())
+    except SSEError:
+        logger.exception("Could not publish permission_cleared of %s", request.request_id)
+        return False
+    return True

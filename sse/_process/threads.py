@@ -8,12 +8,14 @@ The threads the apps use, and why each exists:
   query, its backlog query) and a reconnect storm opens thousands at once;
   a call here is one queue put and one ``call_soon_threadsafe``, where
   asgiref's ``sync_to_async`` costs several futures and a context switch
-  dance per call.  Publishing from async code (``notifier.asend``) runs the
-  sync Redis client here too, because redis-py's asyncio pool fails the
-  first command after a Redis restart and a publish must not be retried.
+  dance per call.
 - ``sse.asgi``'s fixed set of request threads (optional, the host's
   choice): Django starts a thread per request otherwise (bench/RESULTS.md:
   a storm of 2,000 reconnects took a third longer).
+- the loop's default executor: publishing from async code
+  (``notifier.asend``) runs the sync Redis client there, because redis-py's
+  asyncio pool fails the first command after a Redis restart and a publish
+  must not be retried.
 - ``permissions``' waiting loop: sync callers of ``request_permission``
   (Celery tasks, commands) wait on one event loop per process instead of
   one per call, so the broker keeps one listener for all of them.
@@ -67,13 +69,6 @@ def database_sync_to_async(func: Callable[P, R]) -> Callable[P, Awaitable[R]]:
         return await _workers.submit(functools.partial(context.run, run, *args, **kwargs))
 
     return functools.wraps(func)(call)
-
-
-async def run_in_thread(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-    """``func(*args, **kwargs)`` on a worker thread, with the caller's
-    context variables; no database connection handling."""
-    context = contextvars.copy_context()
-    return await _workers.submit(functools.partial(context.run, func, *args, **kwargs))
 
 
 class _Workers:

@@ -19,7 +19,6 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from .._process.threads import run_in_thread
 from .._stream.events import ZERO, EventKey, parse_id, render
 from .._stream.replay import BufferRead
 from ..conf import conf
@@ -103,7 +102,7 @@ class RedisBroker(Broker):
         # Through the sync client: its pool replaces a connection Redis closed
         # before using it, where an asyncio pool would fail the first publish
         # after a Redis restart (and a publish must not be retried).
-        return await run_in_thread(self.publish, session_id, body)
+        return await asyncio.to_thread(self.publish, session_id, body)
 
     async def read(self, session_id: str, after: EventKey | None) -> BufferRead:
         loop = asyncio.get_running_loop()
