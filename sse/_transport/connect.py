@@ -31,7 +31,7 @@ class RedisEndpoint:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        # Parsed once, here; a malformed URL fails now, not at the first event.
+        # A malformed URL fails here, when the broker is made, not at the first event.
         self._pool = redis.asyncio.ConnectionPool.from_url(url, **OPTIONS)
 
     @property

@@ -81,17 +81,6 @@ class RespProtocol(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    async def call(self, request: bytes) -> Any:
-        """Send a command while nothing else is in flight; its reply."""
-        replies: asyncio.Future[Any] = self.loop.create_future()
-        self.on_reply = replies.set_result
-        self.write(request)
-        await asyncio.wait([replies, self.closed], return_when=asyncio.FIRST_COMPLETED)
-        self.on_reply = self._unexpected
-        if not replies.done():
-            self.closed.result()  # raises what closed the connection
-        return replies.result()
-
     def _unexpected(self, reply: Any) -> None:
         raise ConnectionError(f"unexpected reply from Redis: {reply!r}")
 
