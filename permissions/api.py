@@ -11,8 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 
@@ -24,7 +23,7 @@ from sse.models import StreamSession
 from . import policies
 from ._loop import run_blocking
 from .announce import aannounce
-from .conf import conf
+from .conf import conf, is_timeout
 from .exceptions import InvalidPermissionRequest
 from .models import REMEMBER_SESSION, PermissionRequest, PermissionRule, Status, iso
 
@@ -69,16 +68,8 @@ class Decision:
         )
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-serialisable."""
-        return {
-            "request_id": self.request_id,
-            "status": self.status,
-            "approved": self.approved,
-            "reason": self.reason,
-            "decided_by": self.decided_by,
-            "decided_at": iso(self.decided_at) if self.decided_at else None,
-            "decided_by_rule": self.decided_by_rule,
-        }
+        """JSON-serialisable: the fields, ``decided_at`` in ISO 8601."""
+        return asdict(self) | {"decided_at": iso(self.decided_at) if self.decided_at else None}
 
 
 def request_permission(
@@ -148,11 +139,7 @@ def _check(tool_name: object, arguments: object, description: object, timeout: o
     if not isinstance(description, str):
         raise InvalidPermissionRequest("description must be a string")
     seconds = conf.TIMEOUT if timeout is None else timeout
-    if (
-        isinstance(seconds, bool)
-        or not isinstance(seconds, int | float)
-        or not (0 < seconds < math.inf)
-    ):
+    if not is_timeout(seconds):
         raise InvalidPermissionRequest(f"timeout must be a positive number, not {timeout!r}")
     return float(seconds)
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from django.conf import settings
 from django.core import checks
 from django.utils.module_loading import import_string
 
-from .conf import DEFAULTS
+from .conf import DEFAULTS, is_timeout
 
 
 def register() -> None:
@@ -35,11 +34,7 @@ def check_settings(**kwargs: Any) -> list[checks.CheckMessage]:
         for name in sorted(set(user) - set(DEFAULTS))
     ]
     timeout = user.get("TIMEOUT", DEFAULTS["TIMEOUT"])
-    if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, int | float)
-        or not 0 < timeout < math.inf
-    ):
+    if not is_timeout(timeout):
         errors.append(
             checks.Error(
                 f"PERMISSIONS['TIMEOUT'] must be a positive number of seconds, not {timeout!r}.",

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, TypeGuard
 
 from django.conf import settings
 
@@ -18,6 +19,11 @@ DEFAULTS: dict[str, Any] = {
     # and only trustworthy when a proxy we run wrote it.
     "NUM_PROXIES": 0,
 }
+
+
+def is_timeout(value: object) -> TypeGuard[int | float]:
+    """A number of seconds a request may wait: positive and finite (not a bool)."""
+    return not isinstance(value, bool) and isinstance(value, int | float) and 0 < value < math.inf
 
 
 class Settings:

@@ -167,12 +167,10 @@ class PermissionRequest(models.Model):
         }
 
     def decision_data(self) -> dict[str, Any]:
-        """The decision as the permission-response endpoint reports it."""
+        """The decision as the permission-response endpoint reports it: what
+        ``permission_cleared`` says, and who decided when."""
         return {
-            "request_id": str(self.request_id),
-            "status": self.status,
-            "approved": self.approved,
-            "reason": self.reason,
+            **self.cleared_message(),
             "decided_by": self.decided_by.get_username() if self.decided_by else None,
             "decided_at": iso(self.decided_at) if self.decided_at else None,
             "tool_name": self.tool_name,
