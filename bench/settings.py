@@ -17,3 +17,9 @@ LOGGING["loggers"]["django"]["level"] = "WARNING"
 
 if os.environ.get("BENCH_PATCHES"):
     INSTALLED_APPS = [*INSTALLED_APPS, "bench.patches"]  # noqa: F405
+
+# BENCH_MIDDLEWARE (a JSON list) replaces the project's middleware: what the
+# middleware costs a scenario is the difference.
+if "BENCH_MIDDLEWARE" in os.environ:
+    MIDDLEWARE = json.loads(os.environ["BENCH_MIDDLEWARE"])
+    SILENCED_SYSTEM_CHECKS = ["admin.E408", "admin.E409", "admin.E410"]  # the admin is not benched
