@@ -12,7 +12,7 @@ class PermissionsConfig(AppConfig):
         from sse import register_backlog
 
         from . import checks
-        from .backlog import pending_requests
+        from .backlog import has_pending, pending_requests
 
         checks.register()
-        register_backlog(pending_requests)
+        register_backlog(pending_requests, probe=has_pending)

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 from django.utils import timezone
 
-from sse import BacklogMessage
+from sse import BacklogMessage, row_exists
 
 from .models import PermissionRequest, Status, milliseconds
+
+
+def has_pending(session_id: str) -> bool:
+    """The provider's probe: any pending row, expired or not (cheap)."""
+    return row_exists(PermissionRequest, session_id=session_id, status=Status.PENDING.value)
 
 
 def pending_requests(session_id: str) -> list[BacklogMessage]:

@@ -34,7 +34,13 @@ if TYPE_CHECKING:
     from ._stream.backlog import BacklogMessage
     from ._stream.backlog import register as register_backlog
     from .errors import error_body
-    from .sessions import SessionTaken, can_read, get_or_create_session, readable_session
+    from .sessions import (
+        SessionTaken,
+        can_read,
+        get_or_create_session,
+        readable_session,
+        row_exists,
+    )
     from .subscriptions import Subscription, subscribe
 
 __all__ = [
@@ -58,6 +64,7 @@ __all__ = [
     "notifier",
     "readable_session",
     "register_backlog",
+    "row_exists",
     "subscribe",
 ]
 
@@ -74,6 +81,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "can_read": ("sse.sessions", "can_read"),
     "get_or_create_session": ("sse.sessions", "get_or_create_session"),
     "readable_session": ("sse.sessions", "readable_session"),
+    "row_exists": ("sse.sessions", "row_exists"),
     "Subscription": ("sse.subscriptions", "Subscription"),
     "subscribe": ("sse.subscriptions", "subscribe"),
 }

@@ -14,6 +14,7 @@ from rest_framework import exceptions
 from .._process import gc_freeze, shutdown
 from .._process.threads import database_sync_to_async, release_request_thread
 from .._stream import backlog
+from .._stream.backlog import BacklogProvider
 from .._stream.events import (
     ZERO,
     EventKey,
@@ -56,7 +57,7 @@ async def events(request: HttpRequest, session_id: str) -> HttpResponseBase:
             400, "invalid_last_event_id", "Last-Event-ID must be an event id like 1732456789123-0."
         )
     try:
-        _, expires_at = await database_sync_to_async(authorize_stream)(request, session_id)
+        expires_at, waiting = await database_sync_to_async(_authorize)(request, session_id)
     except exceptions.APIException as exc:
         missing = isinstance(exc, exceptions.NotAuthenticated)
         code = "not_authenticated" if missing else "token_invalid"
@@ -93,7 +94,7 @@ async def events(request: HttpRequest, session_id: str) -> HttpResponseBase:
         return _broker_unavailable(retry_after)
     try:
         # Read before saying "connected": from then on, nothing is missed.
-        first, sent = await _catch_up(hub, conn, after)
+        first, sent = await _catch_up(hub, conn, after, waiting)
     except BrokerUnavailable:
         hub.detach(conn)
         return _broker_unavailable(retry_after)
@@ -132,6 +133,13 @@ class EventStreamResponse(StreamingHttpResponse):
             return self._events
         iterator: AsyncIterator[bytes] = super().__aiter__()
         return iterator
+
+
+def _authorize(request: HttpRequest, session_id: str) -> tuple[float, list[BacklogProvider]]:
+    """The token's expiry and the backlog providers with something for the
+    session: one hop to the ORM's thread for both."""
+    _, expires_at = authorize_stream(request, session_id)
+    return expires_at, backlog.waiting(session_id)
 
 
 def _broker_unavailable(retry_after: str) -> HttpResponseBase:
@@ -208,7 +216,7 @@ async def _stream(
 
 
 async def _catch_up(
-    hub: StreamHub, conn: Connection, after: EventKey | None
+    hub: StreamHub, conn: Connection, after: EventKey | None, waiting: list[BacklogProvider]
 ) -> tuple[bytes, EventKey]:
     """What a (re)connecting client has to see before live events.
 
@@ -226,10 +234,10 @@ async def _catch_up(
         parts.append(render_unnumbered("replay_gap", session_id, replay.gap.as_data()))
     parts.extend(event.frame for event in replay.events)
     conn.go_live(replay.position)
-    if backlog.has_providers():
+    if waiting:
         replayed = {event.key for event in replay.events}
         bound = read.newest or ZERO
-        for message in await database_sync_to_async(backlog.collect)(session_id):
+        for message in await database_sync_to_async(backlog.collect)(session_id, waiting):
             key = parse_id(message.event_id) if message.event_id else None
             if key is not None and (key > bound or key in replayed):
                 continue  # delivered by the replay above or by the live stream

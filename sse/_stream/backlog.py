@@ -24,22 +24,31 @@ class BacklogMessage:
 
 
 BacklogProvider = Callable[[str], list[BacklogMessage]]
+BacklogProbe = Callable[[str], bool]
 
-_providers: list[BacklogProvider] = []
-
-
-def register(provider: BacklogProvider) -> None:
-    if provider not in _providers:
-        _providers.append(provider)
+_providers: dict[BacklogProvider, BacklogProbe | None] = {}
 
 
-def has_providers() -> bool:
-    return bool(_providers)
+def register(provider: BacklogProvider, *, probe: BacklogProbe | None = None) -> None:
+    """``probe(session_id)``, if given, says cheaply whether ``provider`` may
+    have messages for the session.  A stream asks it while it authorizes
+    (on the same thread, in the same hop) and calls ``provider`` only if it
+    says yes: most sessions have nothing waiting."""
+    _providers.setdefault(provider, probe)
 
 
-def collect(session_id: str) -> list[BacklogMessage]:
+def waiting(session_id: str) -> list[BacklogProvider]:
+    """The providers that may have messages for the session."""
+    return [
+        provider for provider, probe in _providers.items() if probe is None or probe(session_id)
+    ]
+
+
+def collect(
+    session_id: str, providers: list[BacklogProvider] | None = None
+) -> list[BacklogMessage]:
     messages: list[BacklogMessage] = []
-    for provider in _providers:
+    for provider in _providers if providers is None else providers:
         messages.extend(provider(session_id))
     return messages
 
