@@ -1,4 +1,5 @@
-"""Benchmark our SSE server against sse-starlette and django-eventstream.
+"""Benchmark our SSE server against sse-starlette, django-eventstream and the
+floor (bench/peers/floor.py: the least a Python server could do).
 
     python bench/run.py                      # full run (machine must be quiet)
     python bench/run.py --scale small        # smoke test, ~3 minutes
@@ -7,7 +8,8 @@
 Each server runs as one process pinned to core 0 (``taskset -c 0``); the load
 generator, the publisher and a private redis-server run on core 1.  Results
 are printed as one table and saved as JSON under the work directory (and
-``bench/results/latest.json``).  See bench/README.md.
+``bench/results/latest-<scale>.json``), with pictures from bench/plot.py.
+See bench/README.md.
 """
 
 # ruff: noqa: T201 -- a command-line tool: its output is printed
@@ -87,6 +89,7 @@ class System:
     ours: bool = False
     workers: int = 1
     notes: list[str] = field(default_factory=list)
+    scenarios: tuple[str, ...] = tuple(SCENARIOS)  # the ones it takes part in
 
 
 def log(msg: str) -> None:
@@ -475,6 +478,16 @@ class Bench:
                 "eventstream",
                 "eventstream",
             ),
+            # No replay and no auth: not in storm (or perm/rate10k, ours only).
+            "floor": System(
+                "floor",
+                BENCH_PY,
+                [str(BENCH / "peers" / "floor.py"), "--port", "{port}"],
+                {"REDIS_URL": self.redis.url},
+                "ours",
+                "ours",
+                scenarios=("idle", "rate", "max"),
+            ),
         }
 
     # -- helpers ----------------------------------------------------------------
@@ -813,6 +826,8 @@ class Bench:
         for rep in range(self.scale["repeat"]):
             for scenario in scenarios:
                 for name in names:
+                    if scenario not in systems[name].scenarios:
+                        continue
                     log(f"== repeat {rep + 1}: {name} {scenario}")
                     try:
                         getattr(self, scenario)(systems[name])
@@ -923,7 +938,8 @@ def table(results: list[dict[str, Any]]) -> str:
 
 
 def ratios(results: list[dict[str, Any]]) -> list[str]:
-    """ours/peer for CPU per delivered event and memory per idle connection."""
+    """ours/peer for CPU per delivered event and memory per idle connection;
+    ours/floor for the highest sustained rate and CPU per event."""
 
     def med(system: str, scenario: str, key: str, **match: Any) -> float | None:
         return median(
@@ -949,6 +965,25 @@ def ratios(results: list[dict[str, Any]]) -> list[str]:
             b = med(peer, "idle", "kb_per_conn", n=n)
             if a and b:
                 out.append(f"  memory/idle conn @ {n}  vs {peer}: {a / b:.2f}")
+    floor = []
+    a, b = med("ours-uvicorn", "max", "max_rate"), med("floor", "max", "max_rate")
+    if a and b:
+        limits = {
+            r["system"]: r.get("limited_by")
+            for r in results
+            if r["scenario"] == "max" and r["system"] in ("ours-uvicorn", "floor")
+        }
+        floor.append(
+            f"  highest sustained delivery rate (max scenario): {a / b:.2f} (goal >= 0.8;"
+            f" ours limited by {limits.get('ours-uvicorn')}, the floor by {limits.get('floor')})"
+        )
+    for rate in sorted({r["rate"] for r in results if r["scenario"] == "rate"}):
+        a = med("ours-uvicorn", "rate", "cpu_s_per_1k", rate=rate)
+        b = med("floor", "rate", "cpu_s_per_1k", rate=rate)
+        if a and b:
+            floor.append(f"  cpu/event @ {int(rate)}/s: {a / b:.2f}")
+    if floor:
+        out += ["ratios ours-uvicorn / floor (the ceiling of a Python server here)", *floor]
     return out
 
 
@@ -1004,6 +1039,22 @@ def main() -> None:
         path = bench.save()
     print(table(bench.results))
     print(f"\nresults: {path}")
+    plot(path, args.scale == "full")
+
+
+def plot(results: Path, latest: bool) -> None:
+    """The pictures of a run (bench/plot.py, in bench/.venv: matplotlib)
+    next to its results.json; for a full run also as bench/results/latest-*.png."""
+    done = subprocess.run(
+        [str(BENCH_PY), str(BENCH / "plot.py"), str(results), str(results.parent)], check=False
+    )
+    if done.returncode != 0:
+        log("plot.py failed; the results are saved")
+        return
+    for name in ("cpu", "p99"):
+        png = results.parent / f"{name}.png"
+        if latest and png.exists():
+            shutil.copy(png, BENCH / "results" / f"latest-{name}.png")
 
 
 if __name__ == "__main__":
