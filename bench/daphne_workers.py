@@ -23,7 +23,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--backlog", type=int, default=8192)
+    parser.add_argument("--backlog", type=int, default=16384)
     parser.add_argument("application")
     args = parser.parse_args()
 

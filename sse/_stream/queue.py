@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Callable
 
 from .events import ZERO, Event, EventKey
@@ -58,7 +57,8 @@ class Connection:
         # Highest event key queued or written: older or equal keys are duplicates.
         self.position: EventKey = ZERO
         self.ended: str | None = None
-        self._items: deque[Event] = deque()
+        # A list, not a deque: an empty deque takes 600 bytes, per open stream.
+        self._items: list[Event] = []
         self._waiter: asyncio.Future[None] | None = None
         # True from the moment the stream waits for events until it has
         # taken them: it is keeping up, however many arrive meanwhile.
@@ -175,8 +175,7 @@ class Connection:
         self._rang = False
         if not self._items or self.ended is not None:
             return None
-        items = list(self._items)
-        self._items.clear()
+        items, self._items = self._items, []
         return items
 
     async def get(self, timeout: float | None = None) -> list[Event] | None:
