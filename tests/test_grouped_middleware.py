@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from asgiref.sync import ThreadSensitiveContext, iscoroutinefunction, markcoroutinefunction
 from django.core.handlers.asgi import ASGIHandler as DjangoASGIHandler
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.test import AsyncRequestFactory, override_settings
@@ -115,7 +115,9 @@ async def _run(handler_class: type, middleware: list[str]) -> tuple[list[str], i
     TRACE.clear()
     with override_settings(MIDDLEWARE=middleware, ROOT_URLCONF=HERE):
         handler = handler_class()
-        response = await handler.get_response_async(AsyncRequestFactory().get("/probe/"))
+        # As the handlers' __call__ does: the request's sync code gets a thread.
+        async with ThreadSensitiveContext():
+            response = await handler.get_response_async(AsyncRequestFactory().get("/probe/"))
     headers = {k: v for k, v in response.items() if k.startswith("X-") and k != "X-Frame-Options"}
     return list(TRACE), response.status_code, headers
 
@@ -173,14 +175,19 @@ def test_only_plain_mixins_are_grouped() -> None:
 
     class OwnCall(MiddlewareMixin):
         async def __acall__(self, request: HttpRequest) -> Any:
-            return await self.get_response(request)
+            response: Any = self.get_response(request)
+            return await response
 
     class AsyncMethod(MiddlewareMixin):
         async def process_request(self, request: HttpRequest) -> None:
             return None
 
+    class SyncMode(MiddlewareMixin):
+        async_capable = False
+
     assert not is_plain_mixin(OwnCall)
     assert not is_plain_mixin(AsyncMethod)
+    assert not is_plain_mixin(SyncMode)
 
 
 class SyncOnly:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
+import weakref
 
 import pytest
 
@@ -31,13 +33,40 @@ async def test_objects_are_frozen_once_streams_stop_arriving(
     assert gc.get_freeze_count() >= len(long_lived)
 
 
-async def test_everything_is_handed_back_to_the_collector_periodically(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+class _Cycle:
+    """Garbage only a full collection reclaims: it refers to itself."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+async def test_frozen_garbage_is_reclaimed_periodically(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pauses, "SETTLE", 0.01)
-    monkeypatch.setattr(pauses, "UNFREEZE_INTERVAL", 0.0)
-    gc.freeze()
-    assert gc.get_freeze_count() > 0
-    pauses.stream_opened(asyncio.get_running_loop())
+    monkeypatch.setattr(pauses, "UNFREEZE_INTERVAL", 3600.0)
+    monkeypatch.setattr(pauses, "_last_unfreeze", time.monotonic())
+    loop = asyncio.get_running_loop()
+    cycle = _Cycle()
+    gone = weakref.ref(cycle)
+    gc.collect()
+    gc.freeze()  # frozen while its stream was open
+    del cycle  # the stream closed
+    pauses.stream_opened(loop)
     await asyncio.sleep(0.05)
-    assert gc.get_freeze_count() == 0
+    assert gone() is not None, "frozen: no collection sees it"
+    monkeypatch.setattr(pauses, "UNFREEZE_INTERVAL", 0.0)  # the interval is over
+    pauses.stream_opened(loop)
+    await asyncio.sleep(0.05)
+    assert gone() is None
+    assert gc.get_freeze_count() > 0, "what lives on is frozen again"
+
+
+async def test_a_storm_of_opens_freezes_every_few_hundred(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pauses, "FREEZE_EVERY", 5)
+    monkeypatch.setattr(pauses, "_opened_since_freeze", 0)
+    loop = asyncio.get_running_loop()
+    for _ in range(4):
+        pauses.stream_opened(loop)
+    assert gc.get_freeze_count() == 0, "not yet"
+    long_lived = [[n] for n in range(1000)]
+    pauses.stream_opened(loop)  # the fifth, with no pause in between
+    assert gc.get_freeze_count() >= len(long_lived)

@@ -30,6 +30,20 @@ def test_row_exists_agrees_with_the_orm() -> None:
     for equal in asks:
         assert row_exists(StreamSession, **equal) == StreamSession.objects.filter(**equal).exists()
     assert StreamSession.objects.count() == 1
+    session = StreamSession.objects.get()
+    assert row_exists(StreamSession, pk=session.pk)
+    assert not row_exists(StreamSession, pk=session.pk + 1)
+
+
+def test_row_exists_refuses_what_it_cannot_answer_as_the_orm_would() -> None:
+    with pytest.raises(TypeError, match="at least one"):
+        row_exists(StreamSession)
+    with pytest.raises(ValueError, match="None"):
+        row_exists(StreamSession, owner=None)
+    with pytest.raises(TypeError, match="not a column"):
+        row_exists(get_user_model(), groups=1)  # many-to-many
+    with pytest.raises(TypeError, match="not a column"):
+        row_exists(get_user_model(), stream_sessions=1)  # a reverse relation
 
 
 def test_a_provider_is_asked_only_when_its_probe_says_yes(monkeypatch: pytest.MonkeyPatch) -> None:

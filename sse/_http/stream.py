@@ -20,6 +20,7 @@ from .._stream.events import (
     EventKey,
     format_id,
     is_valid_session_id,
+    now_ms,
     parse_id,
     render_unnumbered,
     retry_frame,
@@ -34,6 +35,10 @@ from .auth import authorize_stream
 from .hosts import refuse_disallowed_host
 
 logger = logging.getLogger(__name__)
+
+# Event ids carry the broker's clock (Redis's own, for the Redis broker), the
+# backlog probes' time ours: the margin for the difference.
+CLOCK_MARGIN_MS = 1000
 
 
 async def events(request: HttpRequest, session_id: str) -> HttpResponseBase:
@@ -57,7 +62,9 @@ async def events(request: HttpRequest, session_id: str) -> HttpResponseBase:
             400, "invalid_last_event_id", "Last-Event-ID must be an event id like 1732456789123-0."
         )
     try:
-        expires_at, waiting = await database_sync_to_async(_authorize)(request, session_id)
+        expires_at, waiting, probed_ms = await database_sync_to_async(_authorize)(
+            request, session_id
+        )
     except exceptions.APIException as exc:
         missing = isinstance(exc, exceptions.NotAuthenticated)
         code = "not_authenticated" if missing else "token_invalid"
@@ -94,7 +101,7 @@ async def events(request: HttpRequest, session_id: str) -> HttpResponseBase:
         return _broker_unavailable(retry_after)
     try:
         # Read before saying "connected": from then on, nothing is missed.
-        first, sent = await _catch_up(hub, conn, after, waiting)
+        first, sent = await _catch_up(hub, conn, after, waiting, probed_ms)
     except BrokerUnavailable:
         hub.detach(conn)
         return _broker_unavailable(retry_after)
@@ -135,11 +142,13 @@ class EventStreamResponse(StreamingHttpResponse):
         return iterator
 
 
-def _authorize(request: HttpRequest, session_id: str) -> tuple[float, list[BacklogProvider]]:
-    """The token's expiry and the backlog providers with something for the
-    session: one hop to the ORM's thread for both."""
+def _authorize(request: HttpRequest, session_id: str) -> tuple[float, list[BacklogProvider], int]:
+    """The token's expiry, the backlog providers whose probe says they have
+    something for the session, and when the probes ran (Unix ms): one hop
+    to the ORM's thread for all three."""
     _, expires_at = authorize_stream(request, session_id)
-    return expires_at, backlog.waiting(session_id)
+    probed_ms = now_ms()
+    return expires_at, backlog.waiting(session_id), probed_ms
 
 
 def _broker_unavailable(retry_after: str) -> HttpResponseBase:
@@ -216,7 +225,11 @@ async def _stream(
 
 
 async def _catch_up(
-    hub: StreamHub, conn: Connection, after: EventKey | None, waiting: list[BacklogProvider]
+    hub: StreamHub,
+    conn: Connection,
+    after: EventKey | None,
+    waiting: list[BacklogProvider],
+    probed_ms: int,
 ) -> tuple[bytes, EventKey]:
     """What a (re)connecting client has to see before live events.
 
@@ -234,6 +247,10 @@ async def _catch_up(
         parts.append(render_unnumbered("replay_gap", session_id, replay.gap.as_data()))
     parts.extend(event.frame for event in replay.events)
     conn.go_live(replay.position)
+    if read.newest is not None and read.newest[0] >= probed_ms - CLOCK_MARGIN_MS:
+        # Published since the probes ran, before this stream subscribed: it
+        # may belong to a message (a permission request) they did not see.
+        waiting = backlog.all_providers()
     if waiting:
         replayed = {event.key for event in replay.events}
         bound = read.newest or ZERO

@@ -7,11 +7,11 @@ milliseconds, and every client feels it as latency.  Objects that live as
 long as the process (everything imported at start-up) or as long as a
 stream are moved out of the collector's sight with ``gc.freeze()``.
 
-Frozen objects are never collected, so the collector is given everything
-back (``gc.unfreeze()``) every ``UNFREEZE_INTERVAL`` seconds: the cyclic
-garbage of streams that closed meanwhile is then reclaimed by its next full
-collection, and memory stays bounded at the price of one full pause per
-interval instead of one every few seconds.
+Frozen objects are never collected, so every ``UNFREEZE_INTERVAL`` seconds
+the collector is given everything back (``gc.unfreeze()``) and runs once in
+full: the cyclic garbage of streams that closed meanwhile is reclaimed, and
+memory stays bounded at the price of one full pause per interval instead of
+one every few seconds.
 """
 
 from __future__ import annotations
@@ -49,7 +49,6 @@ def stream_opened(loop: asyncio.AbstractEventLoop) -> None:
         handle.cancel()
     _opened_since_freeze += 1
     if _opened_since_freeze >= FREEZE_EVERY:
-        gc.collect(1)  # the young garbage goes first: frozen, it would stay
         _freeze(loop)
     else:
         _scheduled[loop] = loop.call_later(SETTLE, _freeze, loop)
@@ -61,7 +60,11 @@ def _freeze(loop: asyncio.AbstractEventLoop) -> None:
     _opened_since_freeze = 0
     now = time.monotonic()
     if now - _last_unfreeze >= UNFREEZE_INTERVAL:
+        # The one full pause per interval: the garbage of the streams that
+        # closed while frozen goes now, before anything is frozen again.
         _last_unfreeze = now
         gc.unfreeze()
-        return
+        gc.collect()
+    else:
+        gc.collect(1)  # the young garbage goes first: frozen, it would stay
     gc.freeze()

@@ -47,10 +47,12 @@ ViewMethod = Callable[..., Any]
 
 
 def is_plain_mixin(middleware: type) -> bool:
-    """A ``MiddlewareMixin`` whose methods are sync and whose call is Django's."""
+    """A ``MiddlewareMixin`` whose methods are sync and whose call is Django's
+    (and that does not opt out of async mode: ``async_capable = False``)."""
     return (
         isinstance(middleware, type)
         and issubclass(middleware, MiddlewareMixin)
+        and getattr(middleware, "async_capable", False)
         and middleware.__call__ is MiddlewareMixin.__call__
         and middleware.__acall__ is MiddlewareMixin.__acall__
         and not any(
@@ -81,7 +83,10 @@ class MixinRun:
         markcoroutinefunction(self)  # for the middleware outside it, as Django's mixin does
 
     async def __call__(self, request: HttpRequest) -> HttpResponseBase:
-        response, entered = await self._enter(request)
+        if self.requests:
+            response, entered = await self._enter(request)
+        else:
+            response, entered = None, self.size
         if response is None:
             response = await self.inner(request)
         if not any(i < entered for i, _ in self.responses):
@@ -202,5 +207,6 @@ def load_grouped(handler: BaseHandler) -> bool:
 
 async def _never_called(request: HttpRequest) -> HttpResponseBase:
     """The ``get_response`` of grouped middleware: ``MixinRun`` calls their
-    methods itself, never their ``__call__``."""
+    methods itself, never their ``__call__``.  (A mixin whose methods call
+    ``self.get_response`` themselves is not plain; it fails here, a 500.)"""
     raise AssertionError("a grouped middleware was called as a whole")

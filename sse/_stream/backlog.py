@@ -32,9 +32,13 @@ _providers: dict[BacklogProvider, BacklogProbe | None] = {}
 def register(provider: BacklogProvider, *, probe: BacklogProbe | None = None) -> None:
     """``probe(session_id)``, if given, says cheaply whether ``provider`` may
     have messages for the session.  A stream asks it while it authorizes
-    (on the same thread, in the same hop) and calls ``provider`` only if it
-    says yes: most sessions have nothing waiting."""
-    _providers.setdefault(provider, probe)
+    (on the same thread, in the same hop, before it subscribes) and calls
+    ``provider`` only if it says yes: most sessions have nothing waiting.
+    If the session's buffer got an event since the probe ran, the stream
+    calls every provider anyway: what was published meanwhile may belong
+    to a message the probe could not see yet.  Registering a provider again
+    replaces its probe."""
+    _providers[provider] = probe
 
 
 def waiting(session_id: str) -> list[BacklogProvider]:
@@ -42,6 +46,10 @@ def waiting(session_id: str) -> list[BacklogProvider]:
     return [
         provider for provider, probe in _providers.items() if probe is None or probe(session_id)
     ]
+
+
+def all_providers() -> list[BacklogProvider]:
+    return list(_providers)
 
 
 def collect(
