@@ -20,6 +20,7 @@ from django.test import AsyncRequestFactory, override_settings
 from django.urls import path
 from django.utils.deprecation import MiddlewareMixin
 
+from agent_backend.settings import MIDDLEWARE  # Django's default stack
 from sse._process.middleware import is_plain_mixin
 from sse.asgi import ASGIHandler
 
@@ -137,17 +138,8 @@ CASES = [
     ("raised inside a non-mixin", _mw("A", "Around", "B"), {"B.request": "raise"}),
     ("response-only neighbours", _mw("ResponseOnly", "A", "ResponseOnly"), {"view": "404"}),
     (
-        "Django's own stack",
-        [
-            "django.middleware.security.SecurityMiddleware",
-            "django.contrib.sessions.middleware.SessionMiddleware",
-            "django.middleware.common.CommonMiddleware",
-            "django.middleware.csrf.CsrfViewMiddleware",
-            "django.contrib.auth.middleware.AuthenticationMiddleware",
-            "django.contrib.messages.middleware.MessageMiddleware",
-            "django.middleware.clickjacking.XFrameOptionsMiddleware",
-            *_mw("A"),
-        ],
+        "the host project's (Django's default) stack",
+        [*MIDDLEWARE, *_mw("A")],
         {},
     ),
 ]
