@@ -8,12 +8,16 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from django.http import HttpRequest, StreamingHttpResponse
 from django.utils import timezone
 from django.utils.html import format_html
 
 from .models import PermissionRequest, PermissionRule, iso
+
+# The project's user model may log in by email (or anything else).
+USERNAME = get_user_model().USERNAME_FIELD
 
 CSV_COLUMNS = [
     "request_id", "session_id", "owner", "tool_name", "arguments", "description", "status",
@@ -39,7 +43,7 @@ class PermissionRequestAdmin(ReadOnlyAdmin):
         "requested_at", "session_id", "owner", "tool_name", "status", "decider", "latency",
     ]  # fmt: skip
     list_filter = ["status", "tool_name", "requested_at"]
-    search_fields = ["session_id", "owner__username", "decided_by__username", "tool_name"]
+    search_fields = ["session_id", f"owner__{USERNAME}", f"decided_by__{USERNAME}", "tool_name"]
     list_select_related = ["owner", "decided_by"]
     date_hierarchy = "requested_at"
     actions = ["export_csv"]
@@ -57,7 +61,7 @@ class PermissionRequestAdmin(ReadOnlyAdmin):
         text = json.dumps(obj.arguments, indent=2, ensure_ascii=False, sort_keys=True)
         return format_html('<pre style="white-space: pre-wrap">{}</pre>', text)
 
-    @admin.display(description="decided by", ordering="decided_by__username")
+    @admin.display(description="decided by", ordering=f"decided_by__{USERNAME}")
     def decider(self, obj: PermissionRequest) -> str:
         if obj.decided_by is not None:
             return obj.decided_by.get_username()
@@ -86,7 +90,7 @@ class PermissionRuleAdmin(ReadOnlyAdmin):
 
     list_display = ["created_at", "session_id", "tool_name", "created_by"]
     list_filter = ["tool_name", "created_at"]
-    search_fields = ["session_id", "tool_name", "created_by__username"]
+    search_fields = ["session_id", "tool_name", f"created_by__{USERNAME}"]
     list_select_related = ["created_by"]
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:

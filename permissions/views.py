@@ -1,5 +1,5 @@
 """``POST /agent_backend/api/sse/permission-response/{session_id}`` (DRF, sync,
-JWT Bearer): a person answers a permission request."""
+``sse.AppAPIView``): a person answers a permission request."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ from django.db import transaction
 from django.utils import timezone
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from sse import error_body, readable_session
+from sse import AppAPIView, error_body, readable_session
 
 from .announce import announce
 from .conf import conf
@@ -21,7 +20,7 @@ from .models import PermissionRequest, PermissionRule, Status
 from .serializers import PermissionResponseSerializer
 
 
-class PermissionResponseView(APIView):
+class PermissionResponseView(AppAPIView):
     def post(self, request: Request, session_id: str) -> Response:
         # The session first: a bad body must not tell whether a session exists.
         readable_session(request, session_id)

@@ -29,6 +29,7 @@ from .exceptions import (
 
 if TYPE_CHECKING:
     from . import notifier
+    from ._http.api import AppAPIView
     from ._http.fields import SessionIdField
     from ._process.threads import database_sync_to_async
     from ._stream.backlog import BacklogMessage
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from .subscriptions import Subscription, subscribe
 
 __all__ = [
+    "AppAPIView",
     "BacklogMessage",
     "BrokerUnavailable",
     "EventNotSerializable",
@@ -72,6 +74,7 @@ __all__ = [
 # before models may be imported.
 _LAZY: dict[str, tuple[str, str | None]] = {
     "notifier": ("sse.notifier", None),
+    "AppAPIView": ("sse._http.api", "AppAPIView"),
     "database_sync_to_async": ("sse._process.threads", "database_sync_to_async"),
     "BacklogMessage": ("sse._stream.backlog", "BacklogMessage"),
     "register_backlog": ("sse._stream.backlog", "register"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -77,6 +78,17 @@ def check_settings(**kwargs: Any) -> list[checks.CheckMessage]:
                 id="sse.E004",
             )
         )
+    if url and importlib.util.find_spec("hiredis") is None:
+        errors.append(
+            checks.Error(
+                "SSE['REDIS_URL'] is set but hiredis is not installed: the Redis "
+                "listener parses with it.",
+                hint="pip install 'redis[hiredis]' (agent-sse installs it), or unset "
+                "REDIS_URL for the in-process broker.",
+                id="sse.E008",
+            )
+        )
+    errors.extend(_check_authentication(user))
     if not isinstance(user.get("GC_FREEZE", True), bool):
         errors.append(
             checks.Error(
@@ -112,4 +124,33 @@ def check_settings(**kwargs: Any) -> list[checks.CheckMessage]:
                 id="sse.E005",
             )
         )
+    return errors
+
+
+def _check_authentication(user: dict[str, Any]) -> list[checks.CheckMessage]:
+    paths = user.get("AUTHENTICATION_CLASSES", DEFAULTS["AUTHENTICATION_CLASSES"])
+    if not isinstance(paths, list | tuple) or not paths:
+        return [
+            checks.Error(
+                f"SSE['AUTHENTICATION_CLASSES'] must be a non-empty list, not {paths!r}.",
+                hint="Dotted paths of DRF authentication classes; the default is "
+                f"{DEFAULTS['AUTHENTICATION_CLASSES']}.",
+                id="sse.E009",
+            )
+        ]
+    errors: list[checks.CheckMessage] = []
+    for path in paths:
+        try:
+            loaded = import_string(path) if isinstance(path, str) else None
+        except ImportError:
+            loaded = None
+        if not isinstance(loaded, type):
+            errors.append(
+                checks.Error(
+                    f"SSE['AUTHENTICATION_CLASSES'] has {path!r}, which is not the dotted "
+                    "path of a class.",
+                    hint="e.g. 'rest_framework.authentication.SessionAuthentication'.",
+                    id="sse.E009",
+                )
+            )
     return errors

@@ -19,6 +19,13 @@ DEFAULTS: dict[str, Any] = {
     "MAX_CONNECTIONS": 10000,
     "MAX_EVENT_BYTES": 64 * 1024,
     "SESSION_ACCESS": "sse.sessions.owner_or_staff",
+    # The apps' JSON endpoints authenticate with these, whatever the host's
+    # REST_FRAMEWORK defaults are: a Bearer token first (a bad one is a 401
+    # the JS client refreshes), then the Django session.
+    "AUTHENTICATION_CLASSES": [
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
     # Keep long-lived objects out of full garbage collections
     # (sse._process.gc_freeze).  It changes the whole process: the host's choice.
     "GC_FREEZE": False,
@@ -31,6 +38,10 @@ class Settings:
     def _get(self, name: str) -> Any:
         user = getattr(settings, "SSE", {})
         return (user if isinstance(user, dict) else {}).get(name, DEFAULTS[name])
+
+    @property
+    def AUTHENTICATION_CLASSES(self) -> list[str]:
+        return list(self._get("AUTHENTICATION_CLASSES"))
 
     @property
     def REDIS_URL(self) -> str | None:

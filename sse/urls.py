@@ -4,15 +4,14 @@
 from __future__ import annotations
 
 from django.urls import path
-from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
-from ._http import stream, views
+from ._http import api, stream, views
 
 app_name = "sse"
 
 urlpatterns = [
-    path("auth/token/", TokenObtainPairView.as_view(), name="token_obtain"),
-    path("auth/token/refresh/", TokenRefreshView.as_view(), name="token_refresh"),
+    path("auth/token/", api.TokenObtainAppView.as_view(), name="token_obtain"),
+    path("auth/token/refresh/", api.TokenRefreshAppView.as_view(), name="token_refresh"),
     path("sse/sessions/", views.SessionsView.as_view(), name="sessions"),
     path("sse/events/<str:session_id>", stream.events, name="events"),
     path("sse/health/<str:session_id>", views.HealthView.as_view(), name="health"),

@@ -42,8 +42,14 @@ class ManagedProcess:
     """A child process started with ``argv`` on a fixed port, restartable on the same port."""
 
     def __init__(
-        self, argv: Sequence[str], env: Mapping[str, str], port: int, log_path: Path
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        port: int,
+        log_path: Path,
+        cwd: Path = ROOT,
     ) -> None:
+        self.cwd = cwd
         self.argv = list(argv)
         self.env = dict(env)
         self.port = port
@@ -65,7 +71,7 @@ class ManagedProcess:
             self.proc = subprocess.Popen(
                 self.argv,
                 env=self.env,
-                cwd=ROOT,
+                cwd=self.cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

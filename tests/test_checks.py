@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pytest
@@ -60,3 +61,21 @@ def test_e007_coalesce_ms(value: object) -> None:
     assert ids({"COALESCE_MS": value}) == ["sse.E007"]
     assert ids({"COALESCE_MS": 0}) == []
     assert ids({"COALESCE_MS": 2.5}) == []
+
+
+def test_e008_redis_without_hiredis(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ids({"REDIS_URL": "redis://127.0.0.1:6379/0"}) == []
+    monkeypatch.setitem(sys.modules, "hiredis", None)  # as if not installed
+    assert ids({"REDIS_URL": "redis://127.0.0.1:6379/0"}) == ["sse.E008"]
+    assert ids({}) == [], "the in-process broker does not need it"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [[], "rest_framework.authentication.SessionAuthentication", ["no.such.Class"], [42]],
+)
+def test_e009_authentication_classes(value: object) -> None:
+    assert ids({"AUTHENTICATION_CLASSES": value}) == ["sse.E009"]
+    assert (
+        ids({"AUTHENTICATION_CLASSES": ["rest_framework.authentication.BasicAuthentication"]}) == []
+    )

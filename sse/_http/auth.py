@@ -1,16 +1,21 @@
 """Who opens a stream: a simplejwt access token from ``?token=`` (EventSource
-cannot send headers) or ``Authorization: Bearer``, and the session check."""
+cannot send headers) or ``Authorization: Bearer``; without one, the other
+``SSE["AUTHENTICATION_CLASSES"]`` (by default the Django session cookie,
+which a same-origin ``EventSource`` sends); then the session check."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django.http import HttpRequest
 from rest_framework import exceptions
+from rest_framework.request import Request
 from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from ..exceptions import SessionNotFound
 from ..sessions import can_read
+from .api import authentication_classes
 
 
 def raw_token(request: HttpRequest) -> str | None:
@@ -29,10 +34,23 @@ def authorize_stream(request: HttpRequest, session_id: str) -> tuple[Any, float]
     """
     token = raw_token(request)
     if token is None:
-        raise exceptions.NotAuthenticated()
-    authentication = JWTAuthentication()
-    validated = authentication.get_validated_token(token.encode())
-    user = authentication.get_user(validated)
+        user, expires_at = _without_token(request)
+    else:
+        authentication = JWTAuthentication()
+        validated = authentication.get_validated_token(token.encode())
+        user = authentication.get_user(validated)
+        expires_at = float(validated["exp"])
     if not can_read(user, session_id):
         raise SessionNotFound(session_id)
-    return user, float(validated["exp"])
+    return user, expires_at
+
+
+def _without_token(request: HttpRequest) -> tuple[Any, float]:
+    """The user the other authentication classes find (the session's); a
+    stream they open ends when the user or the session does, not at a
+    token's expiry."""
+    drf_request = Request(request, authenticators=[cls() for cls in authentication_classes()])
+    user = drf_request.user
+    if not user or not user.is_authenticated:
+        raise exceptions.NotAuthenticated()
+    return user, math.inf

@@ -1,4 +1,4 @@
-"""The JSON endpoints (DRF, sync, JWT Bearer): sessions and health."""
+"""The JSON endpoints (DRF, sync; ``api.AppAPIView``): sessions and health."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from django.utils import timezone
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from .._stream import backlog
 from .._stream.hub import get_hub
 from ..exceptions import BrokerUnavailable
 from ..models import StreamSession
 from ..sessions import SessionTaken, get_or_create_session, readable_session
+from .api import AppAPIView
 from .fields import SessionIdField
 
 
@@ -33,7 +33,7 @@ class SessionSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
         fields = ["session_id", "title", "owner", "created_at"]
 
 
-class SessionsView(APIView):
+class SessionsView(AppAPIView):
     def get(self, request: Request) -> Response:
         sessions = StreamSession.objects.filter(owner_id=request.user.pk)[:100]
         return Response({"success": True, "data": SessionSerializer(sessions, many=True).data})
@@ -55,7 +55,7 @@ class SessionsView(APIView):
         )
 
 
-class HealthView(APIView):
+class HealthView(AppAPIView):
     def get(self, request: Request, session_id: str) -> Response:
         readable_session(request, session_id)
         hub = get_hub()
