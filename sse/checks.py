@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,6 +30,25 @@ POSITIVE_INTEGERS = (
 
 def register() -> None:
     checks.register(check_settings, checks.Tags.compatibility)
+    checks.register(check_runserver, checks.Tags.compatibility)
+
+
+def check_runserver(**kwargs: Any) -> list[checks.CheckMessage]:
+    """``manage.py runserver`` without daphne serves WSGI: no stream can work."""
+    if sys.argv[1:2] != ["runserver"]:
+        return []
+    from django.core.management import get_commands
+
+    if get_commands().get("runserver") == "daphne":
+        return []
+    return [
+        checks.Error(
+            "runserver serves WSGI here, and event streams need an ASGI server.",
+            hint="pip install daphne and put 'daphne' first in INSTALLED_APPS (its "
+            "runserver serves ASGI), or serve with uvicorn or daphne.",
+            id="sse.E010",
+        )
+    ]
 
 
 def check_settings(**kwargs: Any) -> list[checks.CheckMessage]:

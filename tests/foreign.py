@@ -105,14 +105,16 @@ class ForeignProject:
         keep.pop("REDIS_URL", None)
         return {**keep, "DJANGO_SETTINGS_MODULE": "hostsite.settings", **extra}
 
-    def manage(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    def manage(
+        self, *args: str, timeout: float = 120, **env: str
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(self.python), "manage.py", *args],
             cwd=self.path,
             env=self.env(**env),
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=timeout,
             check=False,
         )
 

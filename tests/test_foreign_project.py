@@ -124,3 +124,21 @@ def test_only_the_wheel_is_installed(project: ForeignProject) -> None:
     files = project.shell("import sse, permissions; print(sse.__file__, permissions.__file__)")
     assert "site-packages" in files
     assert str(Path(sys.prefix)) not in files
+
+
+def test_runserver_without_daphne_is_a_check_error(project: ForeignProject) -> None:
+    done = project.manage("runserver", "--noreload", f"127.0.0.1:{free_port()}", timeout=30)
+    assert done.returncode != 0
+    assert "sse.E010" in done.stderr
+    assert "daphne" in done.stderr
+
+
+def test_a_stream_under_wsgi_says_it_needs_asgi(project: ForeignProject) -> None:
+    out = project.shell(
+        f"""
+        from django.test import Client
+        response = Client(HTTP_HOST="localhost").get("/{PREFIX}sse/events/ws-1?token=x")
+        print(response.status_code, response.json()["error"]["code"])
+        """
+    )
+    assert out.split()[-2:] == ["500", "asgi_required"]

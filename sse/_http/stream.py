@@ -8,6 +8,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator
 
+from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 from rest_framework import exceptions
 
@@ -45,6 +46,12 @@ async def events(request: HttpRequest, session_id: str) -> HttpResponseBase:
     refused = refuse_disallowed_host(request)
     if refused is not None:
         return refused
+    if not isinstance(request, ASGIRequest):
+        return error_response(
+            500,
+            "asgi_required",
+            "Event streams need an ASGI server (uvicorn, daphne, or daphne's runserver).",
+        )
     if request.method != "GET":
         return error_response(405, "method_not_allowed", "Use GET.", headers={"Allow": "GET"})
     if not is_valid_session_id(session_id):
