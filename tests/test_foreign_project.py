@@ -142,3 +142,13 @@ def test_a_stream_under_wsgi_says_it_needs_asgi(project: ForeignProject) -> None
         """
     )
     assert out.split()[-2:] == ["500", "asgi_required"]
+
+
+def test_pages_get_the_real_prefix_for_the_js_client(project: ForeignProject) -> None:
+    out = project.shell(
+        """
+        from django.template import Context, Template
+        print(Template("{% load sse %}{% sse_config %}").render(Context()))
+        """
+    )
+    assert '<script id="sse-config" type="application/json">{"apiBase": "/copilot"}</script>' in out

@@ -243,11 +243,49 @@
     },
 
     async unknownSessionCloses() {
-      const { client, nextSource } = make({ fetch: fakeFetch(() => 404).fetch });
+      const notFound = { status: 404, body: { success: false, error: { code: "session_not_found" } } };
+      const { client, nextSource } = make({ fetch: fakeFetch(() => notFound).fetch });
       client.connect();
       (await nextSource(1)).fail();
       await waitFor(() => client.state === "closed", "closed");
       equal(client.closeReason, "session_not_found", "reason");
+    },
+
+    async aWrongApiBaseIsAConfigurationError() {
+      const errors = [];
+      const report = window.reportError;
+      window.reportError = (error) => errors.push(String(error));
+      try {
+        // The site's own 404 page: nothing of ours is mounted there.
+        const { client, nextSource } = make({ fetch: fakeFetch(() => 404).fetch, apiBase: "/api" });
+        client.connect();
+        (await nextSource(1)).fail();
+        await waitFor(() => client.state === "closed", "closed");
+        equal(client.closeReason, "misconfigured", "reason");
+        assert(errors.length === 1 && errors[0].includes('apiBase "/api"'), `reported: ${errors}`);
+      } finally {
+        window.reportError = report;
+      }
+    },
+
+    async theApiBaseComesFromThePagesConfig() {
+      const config = document.createElement("script");
+      config.type = "application/json";
+      config.id = "sse-config";
+      config.textContent = JSON.stringify({ apiBase: "/copilot" });
+      document.body.append(config);
+      try {
+        const { client, nextSource } = make();
+        client.connect();
+        equal((await nextSource(1)).url, "/copilot/sse/events/s1?token=t0", "URL");
+        client.close();
+        const explicit = make({ apiBase: "/elsewhere/" });
+        explicit.client.connect();
+        equal((await explicit.nextSource(1)).url, "/elsewhere/sse/events/s1?token=t0", "URL");
+        explicit.client.close();
+      } finally {
+        config.remove();
+      }
     },
 
     async expiringTokenIsReplacedBeforeConnecting() {

@@ -21,8 +21,12 @@
  * tests/test_browser_client.py checks that the two do not drift.
  */
 
+// Where the project mounted the sse URLs: the page's {% sse_config %}
+// (<script type="application/json" id="sse-config">), else the note's path.
+const DEFAULT_API_BASE = "/agent_backend/api";
+
 const DEFAULTS = {
-  apiBase: "/agent_backend/api",
+  apiBase: null,
   token: null,
   getToken: null,
   lastEventId: null,
@@ -81,6 +85,27 @@ function reportError(error) {
   else console.error(error);
 }
 
+async function isOurError(response, code) {
+  try {
+    const body = await response.json();
+    return body?.success === false && body?.error?.code === code;
+  } catch (error) {
+    return false;
+  }
+}
+
+/** The page's {% sse_config %} settings ({} without one). */
+function pageConfig() {
+  const element = globalThis.document?.getElementById?.("sse-config");
+  if (!element) return {};
+  try {
+    return JSON.parse(element.textContent) || {};
+  } catch (error) {
+    reportError(error);
+    return {};
+  }
+}
+
 class AgentSSEClient {
   /**
    * new AgentSSEClient(sessionId, token)
@@ -89,12 +114,14 @@ class AgentSSEClient {
   constructor(sessionId, options = {}) {
     if (typeof options === "string") options = { token: options };
     this.options = { ...DEFAULTS, ...options };
+    this.options.apiBase ??= pageConfig().apiBase ?? DEFAULT_API_BASE;
     this.sessionId = sessionId;
     this.token = this.options.token;
     this.lastEventId = this.options.lastEventId;
     this.state = "idle";
     // Why the client is closed: "client" (close()), "unauthorized",
-    // "session_not_found", "max_attempts", ...; null while it runs.
+    // "session_not_found", "max_attempts", "misconfigured" (apiBase points
+    // at no sse endpoints), ...; null while it runs.
     this.closeReason = null;
     this.attempts = 0;
     this.heartbeatInterval = null;
@@ -237,6 +264,16 @@ class AgentSSEClient {
       } else if (status === 404) {
         this._stop("session_not_found");
         return;
+      } else if (status === "misconfigured") {
+        reportError(
+          new Error(
+            `AgentSSEClient: no sse endpoints under apiBase "${this.options.apiBase}": ` +
+              "pass the prefix your project mounts sse.urls at, or put {% sse_config %} " +
+              "in the page",
+          ),
+        );
+        this._stop("misconfigured");
+        return;
       } else if (status === 400) {
         this._stop("invalid_session_id");
         return;
@@ -250,6 +287,9 @@ class AgentSSEClient {
       const response = await this._fetch(this._endpoint("health"), {
         headers: { Authorization: `Bearer ${token}` },
       });
+      if (response.status === 404 && !(await isOurError(response, "session_not_found"))) {
+        return "misconfigured"; // a 404 of the site, not of the sse app
+      }
       return response.status;
     } catch (error) {
       return 0;

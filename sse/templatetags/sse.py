@@ -1,0 +1,20 @@
+"""``{% load sse %}{% sse_config %}``: where the project mounted the apps, for
+the JS client (``AgentSSEClient`` reads it when no ``apiBase`` is given)."""
+
+from __future__ import annotations
+
+from django import template
+from django.urls import reverse
+from django.utils.html import json_script
+from django.utils.safestring import SafeString
+
+register = template.Library()
+
+
+@register.simple_tag
+def sse_config() -> SafeString:
+    """``<script type="application/json" id="sse-config">{"apiBase": ...}</script>``"""
+    sessions = reverse("sse:sessions")  # {prefix}sse/sessions/
+    return json_script(
+        {"apiBase": sessions.removesuffix("sse/sessions/").rstrip("/")}, "sse-config"
+    )
