@@ -19,6 +19,8 @@ DEFAULTS: dict[str, Any] = {
     "MAX_CONNECTIONS": 10000,
     "MAX_EVENT_BYTES": 64 * 1024,
     "SESSION_ACCESS": "sse.sessions.owner_or_staff",
+    # Seconds a stream ticket (POST .../sse/tickets/) stays good for one open.
+    "TICKET_TTL": 30,
     # The apps' JSON endpoints authenticate with these, whatever the host's
     # REST_FRAMEWORK defaults are: a Bearer token first (a bad one is a 401
     # the JS client refreshes), then the Django session.
@@ -38,6 +40,10 @@ class Settings:
     def _get(self, name: str) -> Any:
         user = getattr(settings, "SSE", {})
         return (user if isinstance(user, dict) else {}).get(name, DEFAULTS[name])
+
+    @property
+    def TICKET_TTL(self) -> int:
+        return int(self._get("TICKET_TTL"))
 
     @property
     def AUTHENTICATION_CLASSES(self) -> list[str]:

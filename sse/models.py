@@ -19,3 +19,17 @@ class StreamSession(models.Model):
 
     def __str__(self) -> str:
         return self.session_id
+
+
+class StreamTicket(models.Model):
+    """A single-use pass to open one stream of a session within ``TICKET_TTL``
+    seconds: a URL that reaches a log is useless.  Only the ticket's SHA-256
+    is stored."""
+
+    digest = models.CharField(max_length=64, primary_key=True)
+    session_id = models.CharField(max_length=128)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"ticket for {self.session_id}"

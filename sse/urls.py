@@ -13,6 +13,7 @@ urlpatterns = [
     path("auth/token/", api.TokenObtainAppView.as_view(), name="token_obtain"),
     path("auth/token/refresh/", api.TokenRefreshAppView.as_view(), name="token_refresh"),
     path("sse/sessions/", views.SessionsView.as_view(), name="sessions"),
+    path("sse/tickets/", views.TicketsView.as_view(), name="tickets"),
     path("sse/events/<str:session_id>", stream.events, name="events"),
     path("sse/health/<str:session_id>", views.HealthView.as_view(), name="health"),
 ]

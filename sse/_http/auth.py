@@ -1,7 +1,8 @@
-"""Who opens a stream: a simplejwt access token from ``?token=`` (EventSource
-cannot send headers) or ``Authorization: Bearer``; without one, the other
-``SSE["AUTHENTICATION_CLASSES"]`` (by default the Django session cookie,
-which a same-origin ``EventSource`` sends); then the session check."""
+"""Who opens a stream: a single-use ``?ticket=``, a simplejwt access token
+from ``?token=`` (EventSource cannot send headers) or ``Authorization:
+Bearer``; without any, the other ``SSE["AUTHENTICATION_CLASSES"]`` (by
+default the Django session cookie, which a same-origin ``EventSource``
+sends); then the session check."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from rest_framework import exceptions
 from rest_framework.request import Request
 from rest_framework_simplejwt.authentication import JWTAuthentication
 
+from .. import tickets
 from ..exceptions import SessionNotFound
 from ..sessions import can_read
 from .api import authentication_classes
@@ -32,8 +34,12 @@ def authorize_stream(request: HttpRequest, session_id: str) -> tuple[Any, float]
     Raises DRF ``NotAuthenticated``/``AuthenticationFailed`` or
     ``SessionNotFound``.
     """
+    ticket = request.GET.get("ticket")
     token = raw_token(request)
-    if token is None:
+    if ticket:
+        # A stream opened with a ticket ends with the user or the session.
+        user, expires_at = tickets.spend(ticket, session_id), math.inf
+    elif token is None:
         user, expires_at = _without_token(request)
     else:
         authentication = JWTAuthentication()

@@ -73,8 +73,12 @@ async def events(request: HttpRequest, session_id: str) -> HttpResponseBase:
             request, session_id
         )
     except exceptions.APIException as exc:
-        missing = isinstance(exc, exceptions.NotAuthenticated)
-        code = "not_authenticated" if missing else "token_invalid"
+        if isinstance(exc, exceptions.NotAuthenticated):
+            code = "not_authenticated"
+        elif exc.get_codes() == "ticket_invalid":
+            code = "ticket_invalid"
+        else:
+            code = "token_invalid"
         return error_response(
             401, code, _detail(exc), headers={"WWW-Authenticate": 'Bearer realm="api"'}
         )

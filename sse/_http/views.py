@@ -9,6 +9,7 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from .. import tickets
 from .._stream import backlog
 from .._stream.hub import get_hub
 from ..exceptions import BrokerUnavailable
@@ -84,3 +85,22 @@ class HealthView(AppAPIView):
             "server_time": timezone.now().isoformat(),
         }
         return Response({"success": True, "data": data})
+
+
+class TicketSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    session_id = SessionIdField()
+
+
+class TicketsView(AppAPIView):
+    """``POST {"session_id"}`` → 201 ``{"ticket", "expires_at"}``: one stream
+    open of that session with ``?ticket=``, within ``TICKET_TTL`` seconds."""
+
+    def post(self, request: Request) -> Response:
+        serializer = TicketSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        session_id = readable_session(request, serializer.validated_data["session_id"])
+        ticket, expires_at = tickets.issue(request.user, session_id)
+        return Response(
+            {"ticket": ticket, "expires_at": expires_at.isoformat()},
+            status=status.HTTP_201_CREATED,
+        )
