@@ -25,7 +25,7 @@ DEFAULTS: dict[str, Any] = {
     # REST_FRAMEWORK defaults are: a Bearer token first (a bad one is a 401
     # the JS client refreshes), then the Django session.
     "AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "sse.authentication.JWTAuthentication",  # simplejwt's, any-case "Bearer"
         "rest_framework.authentication.SessionAuthentication",
     ],
     # Keep long-lived objects out of full garbage collections

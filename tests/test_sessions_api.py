@@ -123,3 +123,16 @@ async def test_session_access_is_pluggable(
         await until_connected(stream)
     async with stack.open(private, token) as refused:
         assert refused.status_code == 404
+
+
+@pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER"])
+def test_the_bearer_scheme_is_case_insensitive_everywhere(
+    base_url: str, make_user: MakeUser, make_session: MakeSession, scheme: str
+) -> None:
+    user, token = make_user()
+    sid = make_session(user).session_id
+    auth = {"Authorization": f"{scheme} {token}"}
+    assert httpx.get(f"{base_url}{API}/sse/sessions/", headers=auth).status_code == 200
+    assert httpx.get(f"{base_url}{API}/sse/health/{sid}", headers=auth).status_code == 200
+    with httpx.stream("GET", f"{base_url}{API}/sse/events/{sid}", headers=auth) as stream:
+        assert stream.status_code == 200

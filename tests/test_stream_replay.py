@@ -21,6 +21,32 @@ from tests.streaming import (
 )
 
 
+@pytest.mark.parametrize(
+    "last_event_id",
+    [
+        "18446744073709551615-18446744073709551615",
+        "99999999999999999999",
+        "9223372036854775808-0",
+        "1-99999999999999999999",
+    ],
+)
+async def test_ids_past_what_any_broker_issues_are_malformed_not_a_broker_failure(
+    stack: Stack, make_user: MakeUser, make_session: MakeSession, last_event_id: str
+) -> None:
+    user, token = make_user()
+    sid = make_session(user).session_id
+    stack.publish(sid, "tool_status", {"n": 1})  # buffered: the read would compare
+    async with stack.open(sid, token, last_event_id=last_event_id) as stream:
+        assert stream.status_code == 400
+        await stream.read()
+        assert stream.json()["error"]["code"] == "invalid_last_event_id"
+    largest = "9223372036854775807-9223372036854775807"
+    async with stack.open(sid, token, last_event_id=largest) as stream:
+        assert stream.status_code == 200
+        await until_connected(stream)
+        assert (await stream.next_event()).json()["type"] == "replay_gap"
+
+
 @pytest.mark.parametrize("kind", ["memory", "redis"])
 async def test_replay_then_live_without_gap_or_duplicate_while_publishing(
     make_stack: MakeStack, make_user: MakeUser, make_session: MakeSession, kind: str

@@ -44,12 +44,21 @@ def format_id(key: EventKey) -> str:
     return f"{key[0]}-{key[1]}"
 
 
+# No id a broker issues comes near: larger parts are malformed, not compared
+# (Redis refuses a range that starts past its largest id).
+MAX_ID_PART = 2**63 - 1
+
+
 def parse_id(value: str) -> EventKey | None:
-    """``"1732456789123-0"`` -> ``(1732456789123, 0)``; None if malformed."""
+    """``"1732456789123-0"`` -> ``(1732456789123, 0)``; None if malformed
+    (ASCII digits only; each part at most ``MAX_ID_PART``)."""
     match = EVENT_ID_RE.fullmatch(value.strip())
     if match is None:
         return None
-    return int(match[1]), int(match[2] or 0)
+    key = int(match[1]), int(match[2] or 0)
+    if key[0] > MAX_ID_PART or key[1] > MAX_ID_PART:
+        return None
+    return key
 
 
 def is_valid_session_id(session_id: object) -> bool:
