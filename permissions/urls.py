@@ -3,15 +3,15 @@
 
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import re_path
 
 from . import views
 
 app_name = "permissions"
 
 urlpatterns = [
-    path(
-        "sse/permission-response/<str:session_id>",
+    re_path(  # any rest of the path: a malformed session id is the view's JSON 400
+        r"^sse/permission-response/(?P<session_id>.*)$",
         views.PermissionResponseView.as_view(),
         name="permission_response",
     ),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
 from rest_framework import exceptions
 from rest_framework.response import Response
@@ -46,6 +47,10 @@ def _describe(detail: Any) -> tuple[str, str]:
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF ``EXCEPTION_HANDLER`` rendering every API error in our shape."""
+    if isinstance(exc, RequestDataTooBig):  # Django's; DRF leaves it to an HTML page
+        return Response(
+            error_body("request_too_large", "The request body is too large."), status=413
+        )
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

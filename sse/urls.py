@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import path, re_path
 
 from ._http import api, stream, views
 
@@ -14,6 +14,8 @@ urlpatterns = [
     path("auth/token/refresh/", api.TokenRefreshAppView.as_view(), name="token_refresh"),
     path("sse/sessions/", views.SessionsView.as_view(), name="sessions"),
     path("sse/tickets/", views.TicketsView.as_view(), name="tickets"),
-    path("sse/events/<str:session_id>", stream.events, name="events"),
-    path("sse/health/<str:session_id>", views.HealthView.as_view(), name="health"),
+    # Any rest of the path is the session id: a malformed one ("", "a/b") is
+    # the views' JSON 400, not the site's HTML 404.
+    re_path(r"^sse/events/(?P<session_id>.*)$", stream.events, name="events"),
+    re_path(r"^sse/health/(?P<session_id>.*)$", views.HealthView.as_view(), name="health"),
 ]

@@ -10,6 +10,7 @@ from typing import Any
 
 from django.utils.module_loading import import_string
 from rest_framework.authentication import BaseAuthentication
+from rest_framework.exceptions import ParseError
 from rest_framework.negotiation import BaseContentNegotiation, DefaultContentNegotiation
 from rest_framework.parsers import BaseParser, JSONParser
 from rest_framework.permissions import IsAuthenticated
@@ -33,11 +34,22 @@ class AlwaysJSON(DefaultContentNegotiation):
         return renderer, renderer.media_type
 
 
+class NestingSafeJSONParser(JSONParser):
+    """DRF's JSON parser; JSON nested deeper than Python recurses is a parse
+    error (400) too, not a ``RecursionError`` (500)."""
+
+    def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> Any:
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise ParseError("JSON parse error - nested too deeply.") from None
+
+
 class AppDefaults:
     """JSON in and out, errors in the apps' shape (a mixin for DRF views)."""
 
     renderer_classes: Sequence[type[BaseRenderer]] = [JSONRenderer]
-    parser_classes: Sequence[type[BaseParser]] = [JSONParser]
+    parser_classes: Sequence[type[BaseParser]] = [NestingSafeJSONParser]
     content_negotiation_class: type[BaseContentNegotiation] = AlwaysJSON
 
     def get_exception_handler(self) -> Callable[..., Any]:
