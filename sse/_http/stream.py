@@ -7,6 +7,7 @@ import logging
 import time
 import weakref
 from collections.abc import AsyncIterator
+from typing import Any
 
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
@@ -69,7 +70,7 @@ async def events(request: HttpRequest, session_id: str) -> HttpResponseBase:
             400, "invalid_last_event_id", "Last-Event-ID must be an event id like 1732456789123-0."
         )
     try:
-        expires_at, waiting, probed_ms = await database_sync_to_async(_authorize)(
+        user_pk, expires_at, waiting, probed_ms = await database_sync_to_async(_authorize)(
             request, session_id
         )
     except exceptions.APIException as exc:
@@ -92,6 +93,7 @@ async def events(request: HttpRequest, session_id: str) -> HttpResponseBase:
     hub = get_hub()
     retry_after = str(max(1, conf.RETRY_MS // 1000))
     conn = Connection(session_id, conf.QUEUE_SIZE, asyncio.get_running_loop())
+    conn.user_pk = user_pk
     try:
         await hub.attach(conn)
     except TooManyConnections as exc:
@@ -153,13 +155,15 @@ class EventStreamResponse(StreamingHttpResponse):
         return iterator
 
 
-def _authorize(request: HttpRequest, session_id: str) -> tuple[float, list[BacklogProvider], int]:
-    """The token's expiry, the backlog providers whose probe says they have
-    something for the session, and when the probes ran (Unix ms): one hop
-    to the ORM's thread for all three."""
-    _, expires_at = authorize_stream(request, session_id)
+def _authorize(
+    request: HttpRequest, session_id: str
+) -> tuple[Any, float, list[BacklogProvider], int]:
+    """The user's pk, the token's expiry, the backlog providers whose probe
+    says they have something for the session, and when the probes ran (Unix
+    ms): one hop to the ORM's thread for all four."""
+    user, expires_at = authorize_stream(request, session_id)
     probed_ms = now_ms()
-    return expires_at, backlog.waiting(session_id), probed_ms
+    return user.pk, expires_at, backlog.waiting(session_id), probed_ms
 
 
 def _broker_unavailable(retry_after: str) -> HttpResponseBase:
@@ -214,6 +218,8 @@ async def _stream(
                 await waiter
             batch = conn.take()
             if conn.ended is not None:
+                if conn.ended == "revoked":
+                    yield render_unnumbered("access_revoked", session_id, {})
                 break
             if batch:
                 chunk = b"".join([event.frame for event in batch if event.key > sent])

@@ -16,6 +16,7 @@ import threading
 from .._transport import Broker, make_broker
 from ..conf import conf
 from ..exceptions import BrokerUnavailable, TooManyConnections
+from . import revocation
 from .events import Event
 from .queue import Connection
 from .replay import plan_replay
@@ -26,10 +27,12 @@ logger = logging.getLogger(__name__)
 class _LoopStreams:
     """The connections of one event loop, grouped by session."""
 
-    __slots__ = ("held", "recovering", "sessions")
+    __slots__ = ("held", "recovering", "sessions", "sweeper")
 
     def __init__(self) -> None:
         self.sessions: dict[str, set[Connection]] = {}
+        # Ends the streams whose access was revoked (``revocation``).
+        self.sweeper: asyncio.Task[None] | None = None
         # While catching up after a broker reconnect: live events of each
         # recovering session, delivered after those read from its buffer.
         self.held: dict[str, list[Event]] = {}
@@ -62,6 +65,8 @@ class StreamHub:
         streams = self._streams(conn.loop)
         conns = streams.sessions.setdefault(conn.session_id, set())
         conns.add(conn)
+        if conn.user_pk is not None and streams.sweeper is None:
+            streams.sweeper = conn.loop.create_task(self._sweep(streams))
         try:
             await self.broker.subscribe(conn.session_id)
         except BaseException:
@@ -87,6 +92,15 @@ class StreamHub:
         if not conns:
             del streams.sessions[conn.session_id]
             self.broker.unsubscribe(conn.session_id, conn.loop)
+
+    async def _sweep(self, streams: _LoopStreams) -> None:
+        try:
+            await revocation.sweep(
+                lambda: [conn for conns in streams.sessions.values() for conn in conns]
+            )
+        finally:
+            if streams.sweeper is asyncio.current_task():
+                streams.sweeper = None
 
     def _streams(self, loop: asyncio.AbstractEventLoop) -> _LoopStreams:
         streams = self._loops.get(loop)

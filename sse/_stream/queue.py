@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from .events import ZERO, Event, EventKey
 
@@ -39,6 +40,7 @@ class Connection:
         "maxsize",
         "position",
         "session_id",
+        "user_pk",
     )
 
     def __init__(
@@ -49,6 +51,9 @@ class Connection:
         counted: bool = True,
     ) -> None:
         self.session_id = session_id
+        # Whose stream this is (None for server-side listeners): the hub
+        # ends it when that user may no longer read the session.
+        self.user_pk: Any = None
         # False for server-side listeners (an agent awaiting a decision): they
         # are not browser streams and count against no connection limit.
         self.counted = counted

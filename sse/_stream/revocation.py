@@ -1,0 +1,56 @@
+"""Streams whose access was revoked end: every ``HEARTBEAT_INTERVAL`` each
+event loop asks, in one hop to the ORM's threads, whether the users of its
+open streams may still read their sessions (the user deactivated or deleted,
+the session deleted, ``SESSION_ACCESS`` now refusing).  Those that may not
+get ``{"type": "access_revoked"}`` and end.  Every process checks its own."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from ..conf import conf
+from .queue import Connection
+
+logger = logging.getLogger(__name__)
+
+Pairs = set[tuple[Any, str]]
+
+
+async def sweep(connections: Callable[[], list[Connection]]) -> None:
+    """Until the loop has no stream left to check."""
+    from .._process.threads import database_sync_to_async
+
+    while True:
+        await asyncio.sleep(conf.HEARTBEAT_INTERVAL)
+        conns = [conn for conn in connections() if conn.user_pk is not None]
+        if not conns:
+            return
+        try:
+            refused = await database_sync_to_async(refused_pairs)(
+                {(conn.user_pk, conn.session_id) for conn in conns}
+            )
+        except Exception:  # the database is away: try again next interval
+            logger.exception("SSE could not check the access of open streams")
+            continue
+        for conn in conns:
+            if (conn.user_pk, conn.session_id) in refused:
+                conn.end("revoked")
+
+
+def refused_pairs(pairs: Pairs) -> Pairs:
+    """The (user pk, session id) pairs whose user may no longer read the session."""
+    from django.contrib.auth import get_user_model
+
+    from ..sessions import can_read
+
+    manager = get_user_model()._default_manager
+    users = {user.pk: user for user in manager.filter(pk__in={pk for pk, _ in pairs})}
+    refused: Pairs = set()
+    for pk, session_id in pairs:
+        user = users.get(pk)
+        if user is None or not user.is_active or not can_read(user, session_id):
+            refused.add((pk, session_id))
+    return refused
