@@ -8,10 +8,11 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from sse import AppAPIView, error_body, readable_session
+from sse import AppAPIView, api_errors, documented, error_body, readable_session
 
 from .announce import announce
 from .conf import conf
@@ -21,6 +22,10 @@ from .serializers import PermissionResponseSerializer
 
 
 class PermissionResponseView(AppAPIView):
+    @documented(
+        request=PermissionResponseSerializer,
+        responses={200: OpenApiTypes.OBJECT, **api_errors(400, 401, 404, 409, 410, 413)},
+    )
     def post(self, request: Request, session_id: str) -> Response:
         # The session first: a bad body must not tell whether a session exists.
         readable_session(request, session_id)

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from . import notifier
     from ._http.api import AppAPIView
     from ._http.fields import SessionIdField
+    from ._http.schema import documented
+    from ._http.schema import errors as api_errors
     from ._process.threads import database_sync_to_async
     from ._stream.backlog import BacklogMessage
     from ._stream.backlog import register as register_backlog
@@ -58,9 +60,11 @@ __all__ = [
     "SessionTaken",
     "Subscription",
     "TooManyConnections",
+    "api_errors",
     "broker_backend",
     "can_read",
     "database_sync_to_async",
+    "documented",
     "error_body",
     "get_or_create_session",
     "notifier",
@@ -75,6 +79,8 @@ __all__ = [
 _LAZY: dict[str, tuple[str, str | None]] = {
     "notifier": ("sse.notifier", None),
     "AppAPIView": ("sse._http.api", "AppAPIView"),
+    "api_errors": ("sse._http.schema", "errors"),
+    "documented": ("sse._http.schema", "documented"),
     "database_sync_to_async": ("sse._process.threads", "database_sync_to_async"),
     "BacklogMessage": ("sse._stream.backlog", "BacklogMessage"),
     "register_backlog": ("sse._stream.backlog", "register"),

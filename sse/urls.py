@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from ._http import api, stream, views
+from ._http import api, schema, stream, views
 
 app_name = "sse"
 
@@ -14,6 +14,7 @@ urlpatterns = [
     path("auth/token/refresh/", api.TokenRefreshAppView.as_view(), name="token_refresh"),
     path("sse/sessions/", views.SessionsView.as_view(), name="sessions"),
     path("sse/tickets/", views.TicketsView.as_view(), name="tickets"),
+    path("sse/schema/", schema.SchemaView.as_view(), name="schema"),
     # Any rest of the path is the session id: a malformed one ("", "a/b") is
     # the views' JSON 400, not the site's HTML 404.
     re_path(r"^sse/events/(?P<session_id>.*)$", stream.events, name="events"),

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from django.utils.module_loading import import_string
+from drf_spectacular.openapi import AutoSchema
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import ParseError
 from rest_framework.negotiation import BaseContentNegotiation, DefaultContentNegotiation
@@ -16,6 +17,7 @@ from rest_framework.parsers import BaseParser, JSONParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
+from rest_framework.schemas.inspectors import ViewInspector
 from rest_framework.views import APIView
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
@@ -51,6 +53,8 @@ class AppDefaults:
     renderer_classes: Sequence[type[BaseRenderer]] = [JSONRenderer]
     parser_classes: Sequence[type[BaseParser]] = [NestingSafeJSONParser]
     content_negotiation_class: type[BaseContentNegotiation] = AlwaysJSON
+    # drf-spectacular's, whatever DEFAULT_SCHEMA_CLASS says.
+    schema: ViewInspector | None = AutoSchema()
 
     def get_exception_handler(self) -> Callable[..., Any]:
         return exception_handler

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import inline_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -17,6 +19,7 @@ from ..models import StreamSession
 from ..sessions import SessionTaken, get_or_create_session, readable_session
 from .api import AppAPIView
 from .fields import SessionIdField
+from .schema import documented, errors
 
 
 class SessionTakenError(exceptions.APIException):
@@ -34,11 +37,26 @@ class SessionSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
         fields = ["session_id", "title", "owner", "created_at"]
 
 
+def _envelope(name: str, data: Any) -> Any:
+    return inline_serializer(name, {"success": serializers.BooleanField(), "data": data})
+
+
 class SessionsView(AppAPIView):
+    @documented(
+        responses={200: _envelope("SessionList", SessionSerializer(many=True)), **errors(401)}
+    )
     def get(self, request: Request) -> Response:
         sessions = StreamSession.objects.filter(owner_id=request.user.pk)[:100]
         return Response({"success": True, "data": SessionSerializer(sessions, many=True).data})
 
+    @documented(
+        request=SessionSerializer,
+        responses={
+            201: _envelope("SessionCreated", SessionSerializer()),
+            200: _envelope("SessionExisting", SessionSerializer()),
+            **errors(400, 401, 409, 413),
+        },
+    )
     def post(self, request: Request) -> Response:
         serializer = SessionSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -57,6 +75,7 @@ class SessionsView(AppAPIView):
 
 
 class HealthView(AppAPIView):
+    @documented(responses={200: OpenApiTypes.OBJECT, **errors(400, 401, 404)})
     def get(self, request: Request, session_id: str) -> Response:
         readable_session(request, session_id)
         hub = get_hub()
@@ -95,6 +114,16 @@ class TicketsView(AppAPIView):
     """``POST {"session_id"}`` → 201 ``{"ticket", "expires_at"}``: one stream
     open of that session with ``?ticket=``, within ``TICKET_TTL`` seconds."""
 
+    @documented(
+        request=TicketSerializer,
+        responses={
+            201: inline_serializer(
+                "Ticket",
+                {"ticket": serializers.CharField(), "expires_at": serializers.DateTimeField()},
+            ),
+            **errors(400, 401, 404, 413),
+        },
+    )
     def post(self, request: Request) -> Response:
         serializer = TicketSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
