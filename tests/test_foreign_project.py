@@ -152,3 +152,10 @@ def test_pages_get_the_real_prefix_for_the_js_client(project: ForeignProject) ->
         """
     )
     assert '<script id="sse-config" type="application/json">{"apiBase": "/copilot"}</script>' in out
+
+
+def test_the_schema_is_served_at_the_projects_prefix(base_url: str) -> None:
+    schema = httpx.get(f"{base_url}/{PREFIX}sse/schema/")
+    assert schema.status_code == 200
+    assert schema.json()["servers"] == [{"url": "/copilot"}]
+    assert "/sse/tickets/" in schema.json()["paths"]
