@@ -30,6 +30,9 @@ class StreamTicket(models.Model):
     session_id = models.CharField(max_length=128)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     expires_at = models.DateTimeField(db_index=True)
+    # When the access token that bought the ticket expires (None: bought with
+    # the session cookie): the stream ends then with token_expired.
+    access_expires_at = models.DateTimeField(null=True)
 
     def __str__(self) -> str:
         return f"ticket for {self.session_id}"

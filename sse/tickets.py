@@ -4,6 +4,7 @@ opened with ``?ticket=`` spends it."""
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,23 +17,33 @@ from .conf import conf
 from .models import StreamTicket
 
 
-def issue(user: Any, session_id: str) -> tuple[str, datetime]:
-    """A new ticket for ``user`` to open ``session_id``, and when it expires."""
+def issue(
+    user: Any, session_id: str, access_expires_at: datetime | None = None
+) -> tuple[str, datetime]:
+    """A new ticket for ``user`` to open ``session_id``, and when it expires.
+    ``access_expires_at``: the expiry of the token that bought it, which the
+    stream keeps."""
     now = timezone.now()
     StreamTicket.objects.filter(expires_at__lte=now).delete()  # the spent and the stale
     ticket = secrets.token_urlsafe(32)
     expires_at = now + timedelta(seconds=conf.TICKET_TTL)
     StreamTicket.objects.create(
-        digest=_digest(ticket), session_id=session_id, user=user, expires_at=expires_at
+        digest=_digest(ticket),
+        session_id=session_id,
+        user=user,
+        expires_at=expires_at,
+        access_expires_at=access_expires_at,
     )
     return ticket, expires_at
 
 
-def spend(ticket: str, session_id: str) -> Any:
-    """The user of a valid ticket for ``session_id``, which is then spent;
-    ``AuthenticationFailed`` (code ``ticket_invalid``) for any other."""
+def spend(ticket: str, session_id: str) -> tuple[Any, float]:
+    """The user of a valid ticket for ``session_id``, which is then spent,
+    and when the stream's access ends (Unix seconds; ``math.inf`` for a
+    ticket bought with the session cookie); ``AuthenticationFailed`` (code
+    ``ticket_invalid``) for any other ticket."""
     tickets = StreamTicket.objects.filter(digest=_digest(ticket))
-    row = tickets.values("user_id", "session_id", "expires_at").first()
+    row = tickets.values("user_id", "session_id", "expires_at", "access_expires_at").first()
     # Two streams racing with one ticket: one delete finds the row.
     if row is None or tickets.delete()[0] != 1:
         raise _invalid()
@@ -41,7 +52,8 @@ def spend(ticket: str, session_id: str) -> Any:
     user = get_user_model()._default_manager.filter(pk=row["user_id"]).first()
     if user is None or not user.is_active:
         raise _invalid()
-    return user
+    access = row["access_expires_at"]
+    return user, math.inf if access is None else access.timestamp()
 
 
 def _digest(ticket: str) -> str:

@@ -10,7 +10,7 @@ import pytest
 
 from sse.testing import open_stream
 from tests.conftest import MakeSession, MakeUser, ServerFactory
-from tests.streaming import MakeStack, until_connected
+from tests.streaming import MakeStack, collect_types, until_connected
 
 API = "/agent_backend/api"
 
@@ -95,3 +95,22 @@ async def test_streams_racing_with_one_ticket_on_two_servers_open_one(
 
         codes = await asyncio.gather(*(status(servers[n % 2]) for n in range(4)))
         assert sorted(codes) == [200, 401, 401, 401]
+
+
+async def test_a_stream_opened_with_a_ticket_ends_when_its_token_does(
+    make_stack: MakeStack, make_user: MakeUser, make_session: MakeSession
+) -> None:
+    from datetime import timedelta
+
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    base_url = make_stack("memory", HEARTBEAT_INTERVAL=1).base_url
+    user, _ = make_user()
+    sid = make_session(user).session_id
+    short = AccessToken.for_user(user)  # type: ignore[arg-type]
+    short.set_exp(lifetime=timedelta(seconds=2))
+    ticket = _ticket(base_url, str(short), sid).json()["ticket"]
+    async with open_stream(_events(base_url, sid, ticket)) as stream:
+        await until_connected(stream)
+        ended = await collect_types(stream, 1, "token_expired", timeout=5)
+    assert ended[0].json()["type"] == "token_expired"

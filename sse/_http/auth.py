@@ -37,8 +37,7 @@ def authorize_stream(request: HttpRequest, session_id: str) -> tuple[Any, float]
     ticket = request.GET.get("ticket")
     token = raw_token(request)
     if ticket:
-        # A stream opened with a ticket ends with the user or the session.
-        user, expires_at = tickets.spend(ticket, session_id), math.inf
+        user, expires_at = tickets.spend(ticket, session_id)
     elif token is None:
         user, expires_at = _without_token(request)
     else:

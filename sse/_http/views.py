@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from django.utils import timezone
@@ -128,7 +129,11 @@ class TicketsView(AppAPIView):
         serializer = TicketSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         session_id = readable_session(request, serializer.validated_data["session_id"])
-        ticket, expires_at = tickets.issue(request.user, session_id)
+        token_exp = getattr(request.auth, "get", lambda key: None)("exp")  # a JWT's
+        access_expires_at = (
+            datetime.fromtimestamp(token_exp, UTC) if token_exp is not None else None
+        )
+        ticket, expires_at = tickets.issue(request.user, session_id, access_expires_at)
         return Response(
             {"ticket": ticket, "expires_at": expires_at.isoformat()},
             status=status.HTTP_201_CREATED,

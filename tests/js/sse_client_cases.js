@@ -4,8 +4,9 @@
   "use strict";
 
   class FakeEventSource {
-    constructor(url) {
+    constructor(url, init) {
       this.url = url;
+      this.init = init;
       this.readyState = 0;
       this.closed = false;
       this.lastEventId = "";
@@ -92,6 +93,9 @@
     const states = [];
     const client = new window.AgentSSEClient("s1", {
       token: "t0",
+      // The cases below read the token in the URL; the ticket and cookie
+      // modes have cases of their own.
+      auth: "token",
       EventSource: FakeEventSource,
       initialDelay: 10,
       maxDelay: 40,
@@ -251,6 +255,47 @@
       equal(client.closeReason, "session_not_found", "reason");
     },
 
+    async withATokenEachConnectSpendsAFreshTicket() {
+      let issued = 0;
+      const api = fakeFetch((url) =>
+        url.endsWith("/sse/tickets/")
+          ? { status: 201, body: { ticket: `tk${++issued}`, expires_at: "2030-01-01T00:00:00Z" } }
+          : 502,
+      );
+      const { client, nextSource } = make({ fetch: api.fetch, auth: undefined });
+      client.connect();
+      const first = await nextSource(1);
+      equal(first.url, "/agent_backend/api/sse/events/s1?ticket=tk1", "first URL");
+      const asked = api.calls.filter((call) => call.url.endsWith("/sse/tickets/"));
+      equal(asked[0].init.method, "POST", "method");
+      equal(asked[0].init.headers.Authorization, "Bearer t0", "the token goes in a header");
+      equal(asked[0].body, { session_id: "s1" }, "body");
+      first.open();
+      published(first, "tool_status", {}, "7-0");
+      first.fail();
+      const second = await nextSource(2);
+      equal(second.url, "/agent_backend/api/sse/events/s1?ticket=tk2&last_event_id=7-0", "again");
+      client.close();
+    },
+
+    async aTicketRefusedForTheSessionCloses() {
+      const notFound = { status: 404, body: { success: false, error: { code: "session_not_found" } } };
+      const { client, sources } = make({ fetch: fakeFetch(() => notFound).fetch, auth: undefined });
+      client.connect();
+      await waitFor(() => client.state === "closed", "closed");
+      equal(client.closeReason, "session_not_found", "reason");
+      equal(sources.length, 0, "no stream opened");
+    },
+
+    async withoutATokenTheSessionCookieOpensTheStream() {
+      const { client, nextSource } = make({ token: null, auth: undefined, withCredentials: true });
+      client.connect();
+      const es = await nextSource(1);
+      equal(es.url, "/agent_backend/api/sse/events/s1", "no credential in the URL");
+      equal(es.init, { withCredentials: true }, "the cookie goes along");
+      client.close();
+    },
+
     async aWrongApiBaseIsAConfigurationError() {
       const errors = [];
       const report = window.reportError;
@@ -390,13 +435,13 @@
       FakeEventSource.instances = [];
       const client = new window.AgentSSEClient("a b", "tok");
       client._EventSource = FakeEventSource;
+      const api = fakeFetch(() => ({ status: 201, body: { ticket: "tk", expires_at: "" } }));
+      client._fetch = api.fetch;
       client.connect();
       await waitFor(() => FakeEventSource.instances.length === 1, "EventSource");
-      equal(
-        FakeEventSource.instances[0].url,
-        "/agent_backend/api/sse/events/a%20b?token=tok",
-        "URL",
-      );
+      // The token buys a ticket: it never appears in a URL.
+      equal(api.calls[0].init.headers.Authorization, "Bearer tok", "token");
+      equal(FakeEventSource.instances[0].url, "/agent_backend/api/sse/events/a%20b?ticket=tk", "URL");
       client.close();
       equal(window.AgentSSEClient.compareEventIds("10-0", "9-5"), 1, "numeric comparison");
       equal(window.AgentSSEClient.compareEventIds("9-5", "9-10"), -1, "sequence comparison");

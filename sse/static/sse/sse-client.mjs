@@ -22,6 +22,13 @@ const DEFAULT_API_BASE = "/agent_backend/api";
 
 const DEFAULTS = {
   apiBase: null,
+  // How the stream is opened: "ticket" (a single-use ticket fetched with the
+  // token before each connect: no token in any URL or log), "token" (the
+  // token in ?token=, as the note's code does) or "cookie" (the Django
+  // session cookie). Default: "ticket" with a token or getToken, else "cookie".
+  auth: null,
+  // Cross-origin cookie streams: send the cookie (EventSource withCredentials).
+  withCredentials: false,
   token: null,
   getToken: null,
   lastEventId: null,
@@ -110,6 +117,7 @@ class AgentSSEClient {
     if (typeof options === "string") options = { token: options };
     this.options = { ...DEFAULTS, ...options };
     this.options.apiBase ??= pageConfig().apiBase ?? DEFAULT_API_BASE;
+    this.options.auth ??= this.options.token || this.options.getToken ? "ticket" : "cookie";
     this.sessionId = sessionId;
     this.token = this.options.token;
     this.lastEventId = this.options.lastEventId;
@@ -214,13 +222,23 @@ class AgentSSEClient {
       return;
     }
     if (generation !== this._generation) return;
-    if (!token) {
+    const cookie = this.options.auth === "cookie";
+    if (!token && !cookie) {
       this._stop("no_token");
       return;
     }
-    let url = `${this._endpoint("events")}?token=${encodeURIComponent(token)}`;
-    if (this.lastEventId) url += `&last_event_id=${encodeURIComponent(this.lastEventId)}`;
-    const source = new this._EventSource(url);
+    const query = [];
+    if (this.options.auth === "token") query.push(`token=${encodeURIComponent(token)}`);
+    if (this.options.auth === "ticket") {
+      const ticket = await this._ticket(token, generation);
+      if (ticket === null || generation !== this._generation) return; // refused, retried, or stale
+      query.push(`ticket=${encodeURIComponent(ticket)}`);
+    }
+    if (this.lastEventId) query.push(`last_event_id=${encodeURIComponent(this.lastEventId)}`);
+    const url = this._endpoint("events") + (query.length ? `?${query.join("&")}` : "");
+    const source = cookie
+      ? new this._EventSource(url, { withCredentials: this.options.withCredentials })
+      : new this._EventSource(url);
     this._source = source;
     this._opened = false;
     source.onopen = () => {
@@ -244,51 +262,93 @@ class AgentSSEClient {
     this._dropSource();
     if (!opened) {
       // EventSource hides the status of a refused stream: ask the health
-      // endpoint, which answers 401/404 for the same token and session.
+      // endpoint, which answers 401/404 for the same credentials and session.
       const status = await this._probe(token);
       if (generation !== this._generation) return;
-      if (status === 401) {
-        if (!this.options.getToken) {
-          this._stop("unauthorized");
-          return;
-        }
-        if (this.token === token) {
-          this.token = null;
-          this._tokenReason = "unauthorized";
-        }
-      } else if (status === 404) {
-        this._stop("session_not_found");
-        return;
-      } else if (status === "misconfigured") {
-        reportError(
-          new Error(
-            `AgentSSEClient: no sse endpoints under apiBase "${this.options.apiBase}": ` +
-              "pass the prefix your project mounts sse.urls at, or put {% sse_config %} " +
-              "in the page",
-          ),
-        );
-        this._stop("misconfigured");
-        return;
-      } else if (status === 400) {
-        this._stop("invalid_session_id");
-        return;
-      }
+      if (this._refused(status, token)) return;
     }
     this._scheduleReconnect();
   }
 
+  /** Stop on a refusal that retrying cannot mend; true if it stopped. */
+  _refused(status, token) {
+    if (status === 401) {
+      if (!this.options.getToken) {
+        this._stop("unauthorized");
+        return true;
+      }
+      if (this.token === token) {
+        this.token = null;
+        this._tokenReason = "unauthorized";
+      }
+    } else if (status === 404) {
+      this._stop("session_not_found");
+      return true;
+    } else if (status === "misconfigured") {
+      reportError(
+        new Error(
+          `AgentSSEClient: no sse endpoints under apiBase "${this.options.apiBase}": ` +
+            "pass the prefix your project mounts sse.urls at, or put {% sse_config %} " +
+            "in the page",
+        ),
+      );
+      this._stop("misconfigured");
+      return true;
+    } else if (status === 400) {
+      this._stop("invalid_session_id");
+      return true;
+    }
+    return false;
+  }
+
   async _probe(token) {
     try {
-      const response = await this._fetch(this._endpoint("health"), {
-        headers: { Authorization: `Bearer ${token}` },
-      });
-      if (response.status === 404 && !(await isOurError(response, "session_not_found"))) {
-        return "misconfigured"; // a 404 of the site, not of the sse app
-      }
-      return response.status;
+      return await this._status(
+        await this._fetch(this._endpoint("health"), this._credentials(token, {})),
+      );
     } catch (error) {
       return 0;
     }
+  }
+
+  /** A ticket for one stream open; null when refused or failed (handled). */
+  async _ticket(token, generation) {
+    let response;
+    try {
+      const base = String(this.options.apiBase).replace(/\/+$/, "");
+      response = await this._fetch(
+        `${base}/sse/tickets/`,
+        this._credentials(token, {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ session_id: this.sessionId }),
+        }),
+      );
+      if (response.status === 201) return (await response.json()).ticket;
+    } catch (error) {
+      response = null;
+    }
+    if (generation !== this._generation) return null;
+    const status = response === null ? 0 : await this._status(response);
+    if (generation !== this._generation || this._refused(status, token)) return null;
+    this._scheduleReconnect();
+    return null;
+  }
+
+  /** A response's status; "misconfigured" for a 404 not of the sse app. */
+  async _status(response) {
+    if (response.status === 404 && !(await isOurError(response, "session_not_found"))) {
+      return "misconfigured";
+    }
+    return response.status;
+  }
+
+  /** ``init`` with the token, or with the cookie in "cookie" mode. */
+  _credentials(token, init) {
+    if (this.options.auth === "cookie") {
+      return { ...init, credentials: this.options.withCredentials ? "include" : "same-origin" };
+    }
+    return { ...init, headers: { ...(init.headers || {}), Authorization: `Bearer ${token}` } };
   }
 
   _scheduleReconnect() {
