@@ -10,8 +10,8 @@ The threads the apps use, and why each exists:
   asgiref's ``sync_to_async`` costs several futures and a context switch
   dance per call.
 - ``sse.asgi``'s fixed set of request threads (optional, the host's
-  choice): Django starts a thread per request otherwise (bench/RESULTS.md:
-  a storm of 2,000 reconnects took a third longer).
+  choice): Django starts a thread per request otherwise (bench/RESULTS.md,
+  third run: a storm of 2,000 reconnects took a third longer).
 - the loop's default executor: publishing from async code
   (``notifier.asend``) runs the sync Redis client there, because redis-py's
   asyncio pool fails the first command after a Redis restart and a publish

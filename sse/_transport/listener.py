@@ -271,7 +271,7 @@ class _Subscriber(RespProtocol):
     (``SO_RCVLOWAT``) is raised, and a timer lowers it again.  One wake-up
     then reads every message of that time instead of one message each; on a
     loop that is otherwise idle, waking up is the largest cost of a message
-    (bench/RESULTS.md).  Below that rate, on unix sockets (whose low-water
+    (bench/RESULTS.md, fourth run).  Below that rate, on unix sockets (whose low-water
     mark does not hold back readiness), off Linux (where lowering the mark
     may not wake the reader) and where the option is refused, each message
     is read as it arrives."""
