@@ -23,11 +23,18 @@ async def sweep(connections: Callable[[], list[Connection]]) -> None:
     """Until the loop has no stream left to check."""
     from .._process.threads import database_sync_to_async
 
+    loop = asyncio.get_running_loop()
+    checked = loop.time()
     while True:
-        await asyncio.sleep(conf.HEARTBEAT_INTERVAL)
+        # Awake at least every second: a changed HEARTBEAT_INTERVAL (tests
+        # override settings) applies from the next second, not the next check.
+        await asyncio.sleep(min(1.0, conf.HEARTBEAT_INTERVAL))
         conns = [conn for conn in connections() if conn.user_pk is not None]
         if not conns:
             return
+        if loop.time() - checked < conf.HEARTBEAT_INTERVAL:
+            continue
+        checked = loop.time()
         try:
             refused = await database_sync_to_async(refused_pairs)(
                 {(conn.user_pk, conn.session_id) for conn in conns}
