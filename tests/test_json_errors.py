@@ -24,34 +24,34 @@ def _assert_json_error(response: httpx.Response, status: int, code: str) -> None
     assert response.json()["error"]["code"] == code
 
 
-@pytest.mark.parametrize("path", ["sse/sessions/", "sse/permission-response/{sid}", "sse/tickets/"])
-def test_json_nested_too_deeply_is_a_parse_error(
-    base_url: str, make_user: MakeUser, make_session: MakeSession, path: str
+WRITES = ["sse/sessions/", "sse/permission-response/{sid}", "sse/tickets/"]
+TOO_DEEP = "[" * 5000 + "]" * 5000
+TOO_LARGE = '{"title": "' + "x" * (3 * 1024 * 1024) + '"}'  # Django's limit: 2.5 MiB
+
+
+@pytest.mark.parametrize("path", WRITES)
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [(TOO_DEEP, 400, "parse_error"), (TOO_LARGE, 413, "request_too_large")],
+    ids=["nested too deeply", "over the upload limit"],
+)
+def test_a_body_that_cannot_be_read_is_a_json_error(
+    base_url: str,
+    make_user: MakeUser,
+    make_session: MakeSession,
+    path: str,
+    body: str,
+    status: int,
+    code: str,
 ) -> None:
     user, token = make_user()
     sid = make_session(user).session_id
-    body = "[" * 5000 + "]" * 5000
     response = httpx.post(
         f"{base_url}{API}/{path.format(sid=sid)}",
         content=body,
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
     )
-    _assert_json_error(response, 400, "parse_error")
-
-
-@pytest.mark.parametrize("path", ["sse/sessions/", "sse/permission-response/{sid}", "sse/tickets/"])
-def test_a_body_over_the_upload_limit_is_413(
-    base_url: str, make_user: MakeUser, make_session: MakeSession, path: str
-) -> None:
-    user, token = make_user()
-    sid = make_session(user).session_id
-    body = '{"title": "' + "x" * (3 * 1024 * 1024) + '"}'  # Django's limit: 2.5 MiB
-    response = httpx.post(
-        f"{base_url}{API}/{path.format(sid=sid)}",
-        content=body,
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
-    _assert_json_error(response, 413, "request_too_large")
+    _assert_json_error(response, status, code)
 
 
 @pytest.mark.parametrize(
