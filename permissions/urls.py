@@ -11,7 +11,7 @@ app_name = "permissions"
 
 urlpatterns = [
     re_path(  # any rest of the path: a malformed session id is the view's JSON 400
-        r"^sse/permission-response/(?P<session_id>.*)$",
+        r"^sse/permission-response/(?P<session_id>[\s\S]*)$",
         views.PermissionResponseView.as_view(),
         name="permission_response",
     ),

@@ -35,19 +35,21 @@ def register() -> None:
 
 
 def check_runserver(**kwargs: Any) -> list[checks.CheckMessage]:
-    """``manage.py runserver`` without daphne serves WSGI: no stream can work."""
-    if sys.argv[1:2] != ["runserver"]:
+    """``manage.py runserver`` without daphne serves WSGI: no stream can work
+    there (a warning: the project may serve its streams elsewhere)."""
+    command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), None)
+    if command != "runserver":
         return []
     from django.core.management import get_commands
 
-    if get_commands().get("runserver") == "daphne":
+    if get_commands().get("runserver") in ("daphne", "channels"):  # ASGI runservers
         return []
     return [
-        checks.Error(
+        checks.Warning(
             "runserver serves WSGI here, and event streams need an ASGI server.",
             hint="pip install daphne and put 'daphne' first in INSTALLED_APPS (its "
             "runserver serves ASGI), or serve with uvicorn or daphne.",
-            id="sse.E010",
+            id="sse.W010",
         )
     ]
 

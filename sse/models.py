@@ -32,7 +32,7 @@ class StreamTicket(models.Model):
     expires_at = models.DateTimeField(db_index=True)
     # When the access token that bought the ticket expires (None: bought with
     # the session cookie): the stream ends then with token_expired.
-    access_expires_at = models.DateTimeField(null=True)
+    access_expires_at = models.BigIntegerField(null=True)  # Unix seconds
 
     def __str__(self) -> str:
         return f"ticket for {self.session_id}"

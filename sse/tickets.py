@@ -17,9 +17,7 @@ from .conf import conf
 from .models import StreamTicket
 
 
-def issue(
-    user: Any, session_id: str, access_expires_at: datetime | None = None
-) -> tuple[str, datetime]:
+def issue(user: Any, session_id: str, access_expires_at: int | None = None) -> tuple[str, datetime]:
     """A new ticket for ``user`` to open ``session_id``, and when it expires.
     ``access_expires_at``: the expiry of the token that bought it, which the
     stream keeps."""
@@ -53,7 +51,7 @@ def spend(ticket: str, session_id: str) -> tuple[Any, float]:
     if user is None or not user.is_active:
         raise _invalid()
     access = row["access_expires_at"]
-    return user, math.inf if access is None else access.timestamp()
+    return user, math.inf if access is None else float(access)
 
 
 def _digest(ticket: str) -> str:

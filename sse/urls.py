@@ -17,6 +17,6 @@ urlpatterns = [
     path("sse/schema/", schema.SchemaView.as_view(), name="schema"),
     # Any rest of the path is the session id: a malformed one ("", "a/b") is
     # the views' JSON 400, not the site's HTML 404.
-    re_path(r"^sse/events/(?P<session_id>.*)$", stream.events, name="events"),
-    re_path(r"^sse/health/(?P<session_id>.*)$", views.HealthView.as_view(), name="health"),
+    re_path(r"^sse/events/(?P<session_id>[\s\S]*)$", stream.events, name="events"),
+    re_path(r"^sse/health/(?P<session_id>[\s\S]*)$", views.HealthView.as_view(), name="health"),
 ]

@@ -39,6 +39,11 @@ LoginCookie = Callable[[Any], dict[str, str]]
 
 
 @pytest.fixture
+def run_orm(_run_orm: RunOrm) -> RunOrm:
+    return _run_orm
+
+
+@pytest.fixture
 def login_cookie(_run_orm: RunOrm) -> LoginCookie:
     """The cookie of a browser logged in to the host (its own login page)."""
 
@@ -133,3 +138,26 @@ async def test_a_stream_opens_with_the_session_cookie(
         await until_connected(stream)
     async with open_stream(url, headers={"Cookie": "sessionid=forged"}) as refused:
         assert refused.status_code == 401
+
+
+async def test_a_cookie_stream_ends_when_its_user_logs_out(
+    make_stack: MakeStack,
+    make_user: MakeUser,
+    make_session: MakeSession,
+    login_cookie: LoginCookie,
+    run_orm: RunOrm,
+) -> None:
+    from django.contrib.sessions.models import Session
+
+    from sse.testing import open_stream
+    from tests.streaming import collect_types
+
+    base_url = make_stack("memory", HEARTBEAT_INTERVAL=1).base_url
+    user, _ = make_user()
+    sid = make_session(user).session_id
+    cookie = login_cookie(user)["sessionid"]
+    url = f"{base_url}{API}/sse/events/{sid}"
+    async with open_stream(url, headers={"Cookie": f"sessionid={cookie}"}) as stream:
+        await until_connected(stream)
+        run_orm(lambda: Session.objects.filter(session_key=cookie).delete())  # logged out
+        assert (await collect_types(stream, 1, "access_revoked", timeout=4))[0].id is None

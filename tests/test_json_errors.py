@@ -59,6 +59,7 @@ def test_a_body_that_cannot_be_read_is_a_json_error(
     [
         "sse/events/",
         "sse/events/a%2Fb",
+        "sse/events/a%0Ab",
         "sse/events/a/b",
         "sse/health/",
         "sse/health/a%2Fb",

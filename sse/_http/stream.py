@@ -7,7 +7,6 @@ import logging
 import time
 import weakref
 from collections.abc import AsyncIterator
-from typing import Any
 
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
@@ -33,7 +32,7 @@ from .._stream.replay import plan_replay
 from ..conf import conf
 from ..errors import error_response
 from ..exceptions import BrokerUnavailable, InvalidSessionId, SessionNotFound, TooManyConnections
-from .auth import authorize_stream
+from .auth import StreamAccess, authorize_stream
 from .hosts import refuse_disallowed_host
 
 logger = logging.getLogger(__name__)
@@ -70,9 +69,7 @@ async def events(request: HttpRequest, session_id: str) -> HttpResponseBase:
             400, "invalid_last_event_id", "Last-Event-ID must be an event id like 1732456789123-0."
         )
     try:
-        user_pk, expires_at, waiting, probed_ms = await database_sync_to_async(_authorize)(
-            request, session_id
-        )
+        access, waiting, probed_ms = await database_sync_to_async(_authorize)(request, session_id)
     except exceptions.APIException as exc:
         if isinstance(exc, exceptions.NotAuthenticated):
             code = "not_authenticated"
@@ -93,7 +90,8 @@ async def events(request: HttpRequest, session_id: str) -> HttpResponseBase:
     hub = get_hub()
     retry_after = str(max(1, conf.RETRY_MS // 1000))
     conn = Connection(session_id, conf.QUEUE_SIZE, asyncio.get_running_loop())
-    conn.user_pk = user_pk
+    conn.user_pk = access.user.pk
+    conn.django_session = access.django_session
     try:
         await hub.attach(conn)
     except TooManyConnections as exc:
@@ -125,7 +123,7 @@ async def events(request: HttpRequest, session_id: str) -> HttpResponseBase:
     if conf.GC_FREEZE:
         gc_freeze.stream_opened(conn.loop)
     conn.on_end(hub.detach)
-    stream = _stream(hub, conn, first, after, sent, expires_at)
+    stream = _stream(hub, conn, first, after, sent, access.expires_at)
     # Release the connection even if the response is dropped before it starts.
     weakref.finalize(stream, hub.detach, conn)
     # Compression middleware (GZip) would hold events back until a block
@@ -157,13 +155,13 @@ class EventStreamResponse(StreamingHttpResponse):
 
 def _authorize(
     request: HttpRequest, session_id: str
-) -> tuple[Any, float, list[BacklogProvider], int]:
-    """The user's pk, the token's expiry, the backlog providers whose probe
-    says they have something for the session, and when the probes ran (Unix
-    ms): one hop to the ORM's thread for all four."""
-    user, expires_at = authorize_stream(request, session_id)
+) -> tuple[StreamAccess, list[BacklogProvider], int]:
+    """Who may open the stream and until when, the backlog providers whose
+    probe says they have something for the session, and when the probes ran
+    (Unix ms): one hop to the ORM's thread for all three."""
+    access = authorize_stream(request, session_id)
     probed_ms = now_ms()
-    return user.pk, expires_at, backlog.waiting(session_id), probed_ms
+    return access, backlog.waiting(session_id), probed_ms
 
 
 def _broker_unavailable(retry_after: str) -> HttpResponseBase:

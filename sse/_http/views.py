@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from django.utils import timezone
@@ -130,9 +129,7 @@ class TicketsView(AppAPIView):
         serializer.is_valid(raise_exception=True)
         session_id = readable_session(request, serializer.validated_data["session_id"])
         token_exp = getattr(request.auth, "get", lambda key: None)("exp")  # a JWT's
-        access_expires_at = (
-            datetime.fromtimestamp(token_exp, UTC) if token_exp is not None else None
-        )
+        access_expires_at = int(token_exp) if isinstance(token_exp, int | float) else None
         ticket, expires_at = tickets.issue(request.user, session_id, access_expires_at)
         return Response(
             {"ticket": ticket, "expires_at": expires_at.isoformat()},

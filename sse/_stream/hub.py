@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import threading
 
@@ -66,7 +67,11 @@ class StreamHub:
         conns = streams.sessions.setdefault(conn.session_id, set())
         conns.add(conn)
         if conn.user_pk is not None and streams.sweeper is None:
-            streams.sweeper = conn.loop.create_task(self._sweep(streams))
+            # In a context of its own: not the first stream's request's.
+            streams.sweeper = conn.loop.create_task(
+                self._sweep(streams), context=contextvars.Context()
+            )
+            streams.sweeper.add_done_callback(_log_failure)
         try:
             await self.broker.subscribe(conn.session_id)
         except BaseException:
@@ -208,13 +213,15 @@ class StreamHub:
 
 def _log_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        logger.error("SSE catching streams up failed", exc_info=task.exception())
+        logger.error("SSE stream upkeep failed", exc_info=task.exception())
 
 
 def _end_all(streams: _LoopStreams, reason: str) -> None:
     for conns in tuple(streams.sessions.values()):
         for conn in tuple(conns):
             conn.end(reason)
+    if streams.sweeper is not None:
+        streams.sweeper.cancel()
 
 
 _lock = threading.Lock()

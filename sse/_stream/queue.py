@@ -34,6 +34,7 @@ class Connection:
         "_waiting",
         "alarm_at",
         "counted",
+        "django_session",
         "ended",
         "live",
         "loop",
@@ -54,6 +55,8 @@ class Connection:
         # Whose stream this is (None for server-side listeners): the hub
         # ends it when that user may no longer read the session.
         self.user_pk: Any = None
+        # The key of the Django session a cookie-opened stream follows.
+        self.django_session: str | None = None
         # False for server-side listeners (an agent awaiting a decision): they
         # are not browser streams and count against no connection limit.
         self.counted = counted

@@ -17,6 +17,7 @@ from .queue import Connection
 logger = logging.getLogger(__name__)
 
 Pairs = set[tuple[Any, str]]
+BATCH = 500
 
 
 async def sweep(connections: Callable[[], list[Connection]]) -> None:
@@ -29,22 +30,34 @@ async def sweep(connections: Callable[[], list[Connection]]) -> None:
         # Awake at least every second: a changed HEARTBEAT_INTERVAL (tests
         # override settings) applies from the next second, not the next check.
         await asyncio.sleep(min(1.0, conf.HEARTBEAT_INTERVAL))
-        conns = [conn for conn in connections() if conn.user_pk is not None]
-        if not conns:
-            return
         if loop.time() - checked < conf.HEARTBEAT_INTERVAL:
             continue
         checked = loop.time()
+        conns = [conn for conn in connections() if conn.user_pk is not None]
+        if not conns:
+            return
         try:
-            refused = await database_sync_to_async(refused_pairs)(
-                {(conn.user_pk, conn.session_id) for conn in conns}
+            refused, gone = await database_sync_to_async(check)(
+                {(conn.user_pk, conn.session_id) for conn in conns},
+                {conn.django_session for conn in conns if conn.django_session},
             )
         except Exception:  # the database is away: try again next interval
             logger.exception("SSE could not check the access of open streams")
             continue
         for conn in conns:
-            if (conn.user_pk, conn.session_id) in refused:
+            if (conn.user_pk, conn.session_id) in refused or conn.django_session in gone:
                 conn.end("revoked")
+
+
+def check(pairs: Pairs, django_sessions: set[str]) -> tuple[Pairs, set[str]]:
+    """The refused pairs, and the Django sessions gone (logged out)."""
+    from importlib import import_module
+
+    from django.conf import settings
+
+    store = import_module(settings.SESSION_ENGINE).SessionStore
+    gone = {key for key in django_sessions if not store().exists(key)}
+    return refused_pairs(pairs), gone
 
 
 def refused_pairs(pairs: Pairs) -> Pairs:
@@ -54,7 +67,10 @@ def refused_pairs(pairs: Pairs) -> Pairs:
     from ..sessions import can_read
 
     manager = get_user_model()._default_manager
-    users = {user.pk: user for user in manager.filter(pk__in={pk for pk, _ in pairs})}
+    pks = list({pk for pk, _ in pairs})
+    users = {}
+    for start in range(0, len(pks), BATCH):  # within every database's parameter limit
+        users.update({user.pk: user for user in manager.filter(pk__in=pks[start : start + BATCH])})
     refused: Pairs = set()
     for pk, session_id in pairs:
         user = users.get(pk)

@@ -296,6 +296,18 @@
       client.close();
     },
 
+    async accessRevokedStopsTheClient() {
+      const { client, nextSource, sources } = make();
+      client.connect();
+      const es = await nextSource(1);
+      es.open();
+      es.send(message("access_revoked"));
+      await waitFor(() => client.state === "closed", "closed");
+      equal(client.closeReason, "access_revoked", "reason");
+      await sleep(60);
+      equal(sources.length, 1, "no reconnect");
+    },
+
     async aWrongApiBaseIsAConfigurationError() {
       const errors = [];
       const report = window.reportError;

@@ -277,7 +277,8 @@ class AgentSSEClient {
 
   /** Stop on a refusal that retrying cannot mend; true if it stopped. */
   _refused(status, token) {
-    if (status === 401) {
+    // 403: a host whose authentication answers so (session authentication first).
+    if (status === 401 || status === 403) {
       if (!this.options.getToken) {
         this._stop("unauthorized");
         return true;
@@ -329,12 +330,16 @@ class AgentSSEClient {
           body: JSON.stringify({ session_id: this.sessionId }),
         }),
       );
-      if (response.status === 201) return (await response.json()).ticket;
+      if (response.status === 201) {
+        const { ticket } = await response.json();
+        if (typeof ticket === "string" && ticket) return ticket;
+        reportError(new Error("AgentSSEClient: a 201 from sse/tickets/ without a ticket"));
+      }
     } catch (error) {
-      response = null;
+      response = null; // the network: retried with backoff
     }
     if (generation !== this._generation) return null;
-    const status = response === null ? 0 : await this._status(response);
+    const status = response === null || response.status === 201 ? 0 : await this._status(response);
     if (generation !== this._generation || this._refused(status, token)) return null;
     this._scheduleReconnect();
     return null;
@@ -483,10 +488,16 @@ class AgentSSEClient {
     }
     this._dispatch(message);
     if (message.type === "token_expired") this._tokenExpired();
+    // The user may no longer read the session: reconnecting would not help.
+    if (message.type === "access_revoked") this._stop("access_revoked");
   }
 
   _tokenExpired() {
     this._dropSource();
+    if (this.options.auth === "cookie") {
+      this._open(); // the session cookie was renewed, or the server will say no
+      return;
+    }
     if (!this.options.getToken) {
       this._stop("token_expired");
       return;
