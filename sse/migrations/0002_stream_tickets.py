@@ -6,21 +6,27 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('sse', '0001_initial'),
+        ("sse", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='StreamTicket',
+            name="StreamTicket",
             fields=[
-                ('digest', models.CharField(max_length=64, primary_key=True, serialize=False)),
-                ('session_id', models.CharField(max_length=128)),
-                ('expires_at', models.DateTimeField(db_index=True)),
-                ('access_expires_at', models.BigIntegerField(null=True)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("digest", models.CharField(max_length=64, primary_key=True, serialize=False)),
+                ("session_id", models.CharField(max_length=128)),
+                ("expires_at", models.DateTimeField(db_index=True)),
+                ("access_expires_at", models.BigIntegerField(null=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
     ]
