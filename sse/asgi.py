@@ -34,7 +34,7 @@ import django
 from asgiref.sync import ThreadSensitiveContext
 from django.core.handlers.asgi import ASGIHandler as DjangoASGIHandler
 from django.http import HttpRequest, HttpResponseBase
-from django.urls import NoReverseMatch, reverse
+from django.urls import NoReverseMatch
 
 THREADS = 16
 
@@ -75,12 +75,12 @@ class ASGIHandler(DjangoASGIHandler):
     def _prefix(self) -> str:
         """Where the project mounted the apps' ``sse/`` URLs."""
         if self._apps_prefix is None:
+            from .urls import api_base
+
             try:
-                events = reverse("sse:events", kwargs={"session_id": "x"})
+                self._apps_prefix = api_base() + "/sse/"
             except NoReverseMatch:
-                events = ""
-            # A prefix no path starts with if the apps are not mounted.
-            self._apps_prefix = events.removesuffix("events/x") if events else "\0"
+                self._apps_prefix = "\0"  # a prefix no path starts with: not mounted
         return self._apps_prefix
 
 

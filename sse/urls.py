@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from django.urls import path, re_path
+from django.urls import path, re_path, reverse
 
 from ._http import api, schema, stream, views
 
@@ -20,3 +20,10 @@ urlpatterns = [
     re_path(r"^sse/events/(?P<session_id>[\s\S]*)$", stream.events, name="events"),
     re_path(r"^sse/health/(?P<session_id>[\s\S]*)$", views.HealthView.as_view(), name="health"),
 ]
+
+
+def api_base() -> str:
+    """Where the project included these URLs, without the trailing slash:
+    ``"/agent_backend/api"``, ``""`` at the root.  ``NoReverseMatch`` if it
+    did not include them."""
+    return reverse("sse:sessions").removesuffix("sse/sessions/").rstrip("/")

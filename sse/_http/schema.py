@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from django.urls import reverse
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.renderers import OpenApiJsonRenderer
@@ -130,7 +129,9 @@ class SchemaView(SpectacularAPIView):
 
         if not apps.is_installed("permissions"):
             self.urlconf = ["sse.urls"]
-        prefix = reverse("sse:sessions").removesuffix("/sse/sessions/")
+        from ..urls import api_base
+
+        prefix = api_base()
         self.custom_settings = {
             "TITLE": "Agent SSE and permissions",
             "DESCRIPTION": "Streams of agent events, and the person's answers to its "

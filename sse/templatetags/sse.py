@@ -4,9 +4,10 @@ the JS client (``AgentSSEClient`` reads it when no ``apiBase`` is given)."""
 from __future__ import annotations
 
 from django import template
-from django.urls import reverse
 from django.utils.html import json_script
 from django.utils.safestring import SafeString
+
+from ..urls import api_base
 
 register = template.Library()
 
@@ -14,7 +15,4 @@ register = template.Library()
 @register.simple_tag
 def sse_config() -> SafeString:
     """``<script type="application/json" id="sse-config">{"apiBase": ...}</script>``"""
-    sessions = reverse("sse:sessions")  # {prefix}sse/sessions/
-    return json_script(
-        {"apiBase": sessions.removesuffix("sse/sessions/").rstrip("/")}, "sse-config"
-    )
+    return json_script({"apiBase": api_base()}, "sse-config")
