@@ -172,10 +172,11 @@ def test_refusals_are_json_errors(
         assert response.headers["www-authenticate"].startswith("Bearer")
 
 
+@pytest.mark.parametrize("kind", ["memory", "redis"])
 async def test_connection_limits_answer_429_and_503_with_retry_after(
-    make_stack: MakeStack, make_user: MakeUser, make_session: MakeSession
+    kind: str, make_stack: MakeStack, make_user: MakeUser, make_session: MakeSession
 ) -> None:
-    stack = make_stack("redis", MAX_CONNECTIONS_PER_SESSION=2, MAX_CONNECTIONS=3)
+    stack = make_stack(kind, MAX_CONNECTIONS_PER_SESSION=2, MAX_CONNECTIONS=3)
     user, token = make_user()
     first, second, third = (make_session(user).session_id for _ in range(3))
     async with stack.open(first, token) as a, stack.open(first, token) as b:

@@ -82,10 +82,12 @@ class HealthView(AppAPIView):
         broker = hub.broker
         connected = broker.is_connected()
         buffered, last_event_id = 0, None
+        connections = hub.connection_count(session_id)
         if connected:
             try:
                 info = broker.buffer_info(session_id)
                 buffered, last_event_id = info.length, info.last_event_id
+                connections = hub.session_connections(session_id)
             except BrokerUnavailable:
                 connected = False
         data: dict[str, Any] = {
@@ -94,7 +96,8 @@ class HealthView(AppAPIView):
             "status": "ok"
             if connected and (broker.listener_running or not hub.connection_count())
             else "degraded",
-            "connections": hub.connection_count(session_id),
+            # In every process sharing the broker; this process's when it is away.
+            "connections": connections,
             "process_connections": hub.connection_count(),
             "broker": {"backend": broker.backend, "connected": connected},
             "listener_running": broker.listener_running,

@@ -11,13 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import itertools
 import logging
+import secrets
 import threading
 
 from .._transport import Broker, make_broker
 from ..conf import conf
 from ..exceptions import BrokerUnavailable, TooManyConnections
-from . import revocation
+from . import leases, revocation
 from .events import Event
 from .queue import Connection
 from .replay import plan_replay
@@ -28,12 +30,14 @@ logger = logging.getLogger(__name__)
 class _LoopStreams:
     """The connections of one event loop, grouped by session."""
 
-    __slots__ = ("held", "recovering", "sessions", "sweeper")
+    __slots__ = ("held", "recovering", "renewer", "sessions", "sweeper")
 
     def __init__(self) -> None:
         self.sessions: dict[str, set[Connection]] = {}
         # Ends the streams whose access was revoked (``revocation``).
         self.sweeper: asyncio.Task[None] | None = None
+        # Renews the streams' leases in a shared broker (``leases``).
+        self.renewer: asyncio.Task[None] | None = None
         # While catching up after a broker reconnect: live events of each
         # recovering session, delivered after those read from its buffer.
         self.held: dict[str, list[Event]] = {}
@@ -49,19 +53,22 @@ class StreamHub:
         self._counts: dict[str, int] = {}
         self._total = 0
         self.broker: Broker = make_broker(url, self.deliver, self.recover)
+        self._lease_ids = map(f"{secrets.token_hex(6)}:{{}}".format, itertools.count())
 
     # -- streams, on their event loop ------------------------------------------------
 
     async def attach(self, conn: Connection) -> None:
         """Register a stream; once this returns, every event published is
         delivered to it.  Raises TooManyConnections or BrokerUnavailable."""
+        shared = self.broker.shares_leases
         if conn.counted:
             with self._lock:  # loops of other threads count here too
                 if self._total >= conf.MAX_CONNECTIONS:
                     raise TooManyConnections("process")
-                if self._counts.get(conn.session_id, 0) >= conf.MAX_CONNECTIONS_PER_SESSION:
+                count = self._counts.get(conn.session_id, 0)
+                if not shared and count >= conf.MAX_CONNECTIONS_PER_SESSION:
                     raise TooManyConnections("session")
-                self._counts[conn.session_id] = self._counts.get(conn.session_id, 0) + 1
+                self._counts[conn.session_id] = count + 1
                 self._total += 1
         streams = self._streams(conn.loop)
         conns = streams.sessions.setdefault(conn.session_id, set())
@@ -73,10 +80,25 @@ class StreamHub:
             )
             streams.sweeper.add_done_callback(_log_failure)
         try:
+            if conn.counted and shared:
+                await self._lease(conn, streams)
             await self.broker.subscribe(conn.session_id)
         except BaseException:
             self.detach(conn)
             raise
+
+    async def _lease(self, conn: Connection, streams: _LoopStreams) -> None:
+        # Cancelled while Redis takes it, a lease is only given back when it runs out.
+        lease = next(self._lease_ids)
+        limit = conf.MAX_CONNECTIONS_PER_SESSION
+        if not await self.broker.take_lease(conn.session_id, lease, limit, leases.lease_seconds()):
+            raise TooManyConnections("session")
+        conn.lease = lease
+        if streams.renewer is None:
+            streams.renewer = conn.loop.create_task(
+                self._renew(streams), context=contextvars.Context()
+            )
+            streams.renewer.add_done_callback(_log_failure)
 
     def detach(self, conn: Connection) -> None:
         """Unregister a stream; idempotent."""
@@ -94,15 +116,23 @@ class StreamHub:
                 else:
                     self._counts.pop(conn.session_id, None)
                 self._total -= 1
+        if conn.lease is not None:
+            self.broker.drop_lease(conn.session_id, conn.lease, conn.loop)
+            conn.lease = None
         if not conns:
             del streams.sessions[conn.session_id]
             self.broker.unsubscribe(conn.session_id, conn.loop)
 
+    async def _renew(self, streams: _LoopStreams) -> None:
+        try:
+            await leases.keep(self.broker, lambda: _all_connections(streams))
+        finally:
+            if streams.renewer is asyncio.current_task():
+                streams.renewer = None
+
     async def _sweep(self, streams: _LoopStreams) -> None:
         try:
-            await revocation.sweep(
-                lambda: [conn for conns in streams.sessions.values() for conn in conns]
-            )
+            await revocation.sweep(lambda: _all_connections(streams))
         finally:
             if streams.sweeper is asyncio.current_task():
                 streams.sweeper = None
@@ -208,7 +238,19 @@ class StreamHub:
                     loop.call_soon_threadsafe(_end_all, streams, reason)
 
     def connection_count(self, session_id: str | None = None) -> int:
+        """This process's streams (of the session)."""
         return self._total if session_id is None else self._counts.get(session_id, 0)
+
+    def session_connections(self, session_id: str) -> int:
+        """The session's streams in every process sharing the broker.
+        Raises BrokerUnavailable."""
+        if self.broker.shares_leases:
+            return self.broker.lease_count(session_id)
+        return self.connection_count(session_id)
+
+
+def _all_connections(streams: _LoopStreams) -> list[Connection]:
+    return [conn for conns in streams.sessions.values() for conn in conns]
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:
@@ -220,8 +262,9 @@ def _end_all(streams: _LoopStreams, reason: str) -> None:
     for conns in tuple(streams.sessions.values()):
         for conn in tuple(conns):
             conn.end(reason)
-    if streams.sweeper is not None:
-        streams.sweeper.cancel()
+    for task in (streams.sweeper, streams.renewer):
+        if task is not None:
+            task.cancel()
 
 
 _lock = threading.Lock()

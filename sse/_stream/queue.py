@@ -36,6 +36,7 @@ class Connection:
         "counted",
         "django_session",
         "ended",
+        "lease",
         "live",
         "loop",
         "maxsize",
@@ -60,6 +61,8 @@ class Connection:
         # False for server-side listeners (an agent awaiting a decision): they
         # are not browser streams and count against no connection limit.
         self.counted = counted
+        # Its place among the session's streams in every process (``leases``).
+        self.lease: str | None = None
         self.maxsize = maxsize
         self.loop = loop
         # Highest event key queued or written: older or equal keys are duplicates.

@@ -64,6 +64,27 @@ class Broker(ABC):
     async def aclose(self) -> None:  # noqa: B027
         """Stop what delivers to the running loop (it is about to end)."""
 
+    # -- stream leases: MAX_CONNECTIONS_PER_SESSION across processes ----------
+    # False: the broker serves one process, whose hub counts the streams.
+    shares_leases = False
+
+    async def take_lease(self, session_id: str, lease: str, limit: int, seconds: float) -> bool:
+        """Hold ``lease`` for ``seconds`` if the session's unexpired leases
+        number fewer than ``limit``.  Raises BrokerUnavailable."""
+        raise NotImplementedError
+
+    def drop_lease(self, session_id: str, lease: str, loop: asyncio.AbstractEventLoop) -> None:
+        """Give ``lease`` back without waiting (it expires anyway)."""
+        raise NotImplementedError
+
+    async def renew_leases(self, leases: dict[str, list[str]], seconds: float) -> None:
+        """Hold each session's leases ``seconds`` longer.  Raises BrokerUnavailable."""
+        raise NotImplementedError
+
+    def lease_count(self, session_id: str) -> int:
+        """The session's unexpired leases.  Raises BrokerUnavailable."""
+        raise NotImplementedError
+
     # -- figures for health ----------------------------------------------------
 
     @abstractmethod

@@ -25,7 +25,7 @@ from ..conf import conf
 from ..exceptions import BrokerUnavailable
 from .base import LAST_ID_TTL, Broker, BufferInfo, Deliver, Recover
 from .connect import RedisEndpoint
-from .keys import CHANNEL_PREFIX, buffer_key, last_key
+from .keys import CHANNEL_PREFIX, buffer_key, last_key, leases_key
 from .listener import SessionListener
 from .resp import Commands, command
 
@@ -58,11 +58,58 @@ if fields['entries-added'] > fields['length'] then trimmed = fields['first-entry
 if ARGV[1] == '' then return {1, fields['last-generated-id'], trimmed, {}} end
 return {1, fields['last-generated-id'], trimmed, redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+')}
 """
-READ_SHA = hashlib.sha1(READ.encode()).hexdigest().encode()
+
+# Stream leases (keys.leases_key): Redis's clock, so every process agrees.
+# Scores are formatted whole: Lua would print 1.7e+12 and lose the ms.
+NOW_MS = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+"""
+# KEYS: leases. ARGV: lease, limit, ms it is held for. -> 1 taken, 0 full.
+TAKE_LEASE = (
+    NOW_MS
+    + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now))
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], string.format('%.0f', now + ARGV[3]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+)
+# KEYS: leases. ARGV: ms they are held for, then the leases.  A lease that
+# ran out meanwhile (the process stalled) is taken again: its stream is open.
+RENEW_LEASES = (
+    NOW_MS
+    + """
+local expires = string.format('%.0f', now + ARGV[1])
+for i = 2, #ARGV do redis.call('ZADD', KEYS[1], expires, ARGV[i]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return #ARGV - 1
+"""
+)
+# KEYS: leases. -> how many have not run out.
+COUNT_LEASES = (
+    NOW_MS
+    + """
+return redis.call('ZCOUNT', KEYS[1], '(' .. string.format('%.0f', now), '+inf')
+"""
+)
+
+
+def _sha(script: str) -> bytes:
+    return hashlib.sha1(script.encode()).hexdigest().encode()
+
 
 _BACKOFF = ExponentialWithJitterBackoff(base=0.05, cap=0.5)
 # A buffer read changes nothing: it is tried this often before it fails.
 READ_ATTEMPTS = 4
+
+
+_SCRIPTS = {script: _sha(script) for script in (READ, TAKE_LEASE, RENEW_LEASES)}
+
+
+def _ms(seconds: float) -> str:
+    return str(max(1, round(seconds * 1000)))
 
 
 def _keys(session_id: str) -> list[str]:
@@ -87,6 +134,7 @@ class RedisBroker(Broker):
         self._publish = self._client.register_script(PUBLISH)
         # Health checks and buffer figures may retry.
         self._figures = self.endpoint.client(Retry(_BACKOFF, 3))
+        self._count_leases = self._figures.register_script(COUNT_LEASES)
         self._lock = threading.Lock()
         self._commands: dict[asyncio.AbstractEventLoop, Commands] = {}
         self._listeners: dict[asyncio.AbstractEventLoop, SessionListener] = {}
@@ -108,7 +156,7 @@ class RedisBroker(Broker):
         loop = asyncio.get_running_loop()
         self.start(loop)  # a loop that reads buffers serves streams
         start = "" if after is None else f"{after[0]}-{after[1]}"
-        reply = await self._read(loop, buffer_key(session_id), last_key(session_id), start)
+        reply = await self._eval(loop, READ, buffer_key(session_id), last_key(session_id), start)
         if not reply[0]:
             return BufferRead(
                 exists=False, newest=parse_id(reply[1].decode()) if reply[1] else None
@@ -121,20 +169,29 @@ class RedisBroker(Broker):
             events = [event for event in events if event.key > trimmed]  # not the marker
         return BufferRead(True, parse_id(reply[1].decode()), trimmed, events)
 
-    async def _read(self, loop: asyncio.AbstractEventLoop, *keys_and_start: str) -> Any:
-        """The read script's reply, on this loop's pipelined connection
-        (``resp.Commands``): a reconnect storm's reads share one socket."""
+    def _commands_of(self, loop: asyncio.AbstractEventLoop) -> Commands:
+        """This loop's pipelined connection (``resp.Commands``): a reconnect
+        storm's reads share one socket."""
         commands = self._commands.get(loop)
         if commands is None:
             commands = self._commands[loop] = Commands(self.endpoint, loop)
-        request = command(b"EVALSHA", READ_SHA, b"2", *keys_and_start)
+        return commands
+
+    async def _eval(
+        self, loop: asyncio.AbstractEventLoop, script: str, *keys_and_args: str | bytes
+    ) -> Any:
+        """A read script's reply (``script`` takes 2 keys) or, for the lease
+        scripts, 1 key: retried, since they may run twice harmlessly."""
+        commands = self._commands_of(loop)
+        numkeys = b"2" if script is READ else b"1"
+        request = command(b"EVALSHA", _SCRIPTS[script], numkeys, *keys_and_args)
         attempt = 1
         while True:
             try:
                 reply = await commands.call(request)
                 if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
                     # Redis restarted or flushed its scripts: send it whole.
-                    reply = await commands.call(command(b"EVAL", READ, b"2", *keys_and_start))
+                    reply = await commands.call(command(b"EVAL", script, numkeys, *keys_and_args))
             except (OSError, EOFError, RedisError, hiredis.ProtocolError) as exc:
                 if attempt == READ_ATTEMPTS:
                     raise BrokerUnavailable(f"Redis read failed: {exc}") from exc
@@ -144,6 +201,35 @@ class RedisBroker(Broker):
             if isinstance(reply, hiredis.ReplyError):
                 raise BrokerUnavailable(f"Redis read failed: {reply}")
             return reply
+
+    # -- stream leases -----------------------------------------------------------
+
+    shares_leases = True
+
+    async def take_lease(self, session_id: str, lease: str, limit: int, seconds: float) -> bool:
+        loop = asyncio.get_running_loop()
+        key = leases_key(session_id)
+        reply = await self._eval(loop, TAKE_LEASE, key, lease, str(limit), _ms(seconds))
+        return bool(reply)
+
+    def drop_lease(self, session_id: str, lease: str, loop: asyncio.AbstractEventLoop) -> None:
+        self._commands_of(loop).call_soon(command(b"ZREM", leases_key(session_id), lease))
+
+    async def renew_leases(self, leases: dict[str, list[str]], seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        held = _ms(seconds)
+        await asyncio.gather(
+            *(
+                self._eval(loop, RENEW_LEASES, leases_key(sid), held, *ids)
+                for sid, ids in leases.items()
+            )
+        )
+
+    def lease_count(self, session_id: str) -> int:
+        try:
+            return int(self._count_leases(keys=[leases_key(session_id)]))
+        except RedisError as exc:
+            raise BrokerUnavailable(f"Redis read failed: {exc}") from exc
 
     # -- subscriptions -----------------------------------------------------------
 

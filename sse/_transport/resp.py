@@ -140,6 +140,14 @@ class Commands:
         finally:
             timer.cancel()
 
+    def call_soon(self, request: bytes) -> None:
+        """Send ``request`` and let its reply (or failure) go unread."""
+        protocol = self._protocol
+        if protocol is not None and not protocol.closed.done():
+            protocol.send(request).add_done_callback(_retrieved)
+        else:
+            self.loop.create_task(self.call(request)).add_done_callback(_retrieved)
+
     def close(self) -> None:
         if self._protocol is not None:
             self._protocol.abort()
@@ -168,3 +176,8 @@ class Commands:
         protocol.on_reply = protocol.answer
         self._protocol = protocol
         return protocol
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
