@@ -52,7 +52,7 @@ class PermissionRequestAdmin(ReadOnlyAdmin):
                            "description"]}),
         ("Decision", {"fields": ["status", "reason", "decided_by", "decided_by_rule",
                                  "requested_at", "expires_at", "decided_at", "latency"]}),
-        ("Answering client", {"fields": ["client_ip", "user_agent", "event_id"]}),
+        ("Answering client", {"fields": ["client_ip", "user_agent", "event_id", "announced"]}),
     ]  # fmt: skip
     readonly_fields = ["pretty_arguments", "latency"]
 

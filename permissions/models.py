@@ -67,6 +67,11 @@ class PermissionRequest(models.Model):
         blank=True,
         help_text="Id of the permission_request event, so streams do not show it twice.",
     )
+    announced = models.BooleanField(
+        default=False,
+        help_text="permission_cleared was published for the decision (one made while the "
+        "broker was unreachable is published once it is back).",
+    )
 
     class Meta:
         ordering = ["-requested_at", "-id"]
@@ -76,6 +81,8 @@ class PermissionRequest(models.Model):
             models.Index(fields=["status"], name="perm_status_idx"),
             models.Index(fields=["tool_name"], name="perm_tool_idx"),
             models.Index(fields=["requested_at"], name="perm_requested_idx"),
+            # Decisions still to announce (``announce.Resender``).
+            models.Index(fields=["announced", "decided_at"], name="perm_unannounced_idx"),
         ]
 
     def __str__(self) -> str:
@@ -131,6 +138,7 @@ class PermissionRequest(models.Model):
             "status": str(status),
             "decided_at": now,
             "latency_ms": max(0, int((now - self.requested_at).total_seconds() * 1000)),
+            "announced": False,
         }
         won = rows.update(**fields) == 1
         if won:

@@ -204,6 +204,7 @@ async def test_round_trip(
         }
     row = await orm(lambda: PermissionRequest.objects.get(pk=row.pk))
     assert (row.client_ip, row.user_agent, row.owner_id) == ("127.0.0.1", "tab/1", user.pk)
+    assert row.announced
     assert await asyncio.to_thread(pending_count, server, sid, token) == 0
 
 
@@ -251,6 +252,38 @@ async def test_twenty_concurrent_answers_from_two_servers_one_decision(
     rows = await orm(lambda: list(PermissionRequest.objects.filter(session_id=sid)))
     assert len(rows) == 1
     assert (rows[0].status, rows[0].reason) == (won["status"], won["reason"])
+
+
+async def test_a_decision_made_while_redis_is_down_reaches_the_open_tabs(
+    server_factory: ServerFactory,
+    make_user: MakeUser,
+    make_session: MakeSession,
+    start_agent: StartAgent,
+    redis_server: RedisServer,
+) -> None:
+    server = server_factory("redis", {"HEARTBEAT_INTERVAL": 1}, name="announce")
+    user, token = make_user()
+    sid = make_session(user).session_id
+    async with tab(server, sid, token) as watcher:
+        await receive(watcher, "connected")
+        agent = start_agent(sid, timeout=60)
+        await receive(watcher, "permission_request")
+        (row,) = await published_pending(sid)
+        redis_server.stop()
+        try:
+            response = await answer(server, sid, token, {"approved": True, "reason": "ok"})
+            assert response.status_code == 200, response.text
+            # The agent reads the decision from the database meanwhile.
+            assert (await decision_of(agent))["status"] == "approved"
+            assert not (await orm(lambda: PermissionRequest.objects.get(pk=row.pk))).announced
+        finally:
+            redis_server.start()
+        # The same stream, never reconnected: the tab learns it all the same.
+        seen = await receive(watcher, "permission_cleared", timeout=20)
+        assert "connected" not in [event.json()["type"] for event in seen]
+        assert seen[-1].json()["data"]["request_id"] == str(row.request_id)
+        assert await nothing_more(watcher, wait=3) == []  # announced once
+    assert (await orm(lambda: PermissionRequest.objects.get(pk=row.pk))).announced
 
 
 @pytest.mark.postgres
