@@ -56,6 +56,7 @@ def start_agent(redis_server: RedisServer) -> Iterator[StartAgent]:
         timeout: float = 60,
         description: str = "",
         sse: dict[str, Any] | None = None,
+        redis_url: str | None = None,
     ) -> subprocess.Popen[str]:
         argv = [
             sys.executable,
@@ -72,7 +73,8 @@ def start_agent(redis_server: RedisServer) -> Iterator[StartAgent]:
         proc = subprocess.Popen(
             argv,
             cwd=ROOT,
-            env=env | {"SSE_OVERRIDES": json.dumps(sse or {})},
+            env=env
+            | {"SSE_OVERRIDES": json.dumps(sse or {}), "REDIS_URL": redis_url or redis_server.url},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

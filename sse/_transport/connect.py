@@ -39,6 +39,11 @@ class RedisEndpoint:
         timeout = self._pool.connection_kwargs.get("socket_timeout")
         return float(timeout) if timeout else float(OPTIONS["socket_timeout"])
 
+    def health_check_interval(self, default: float) -> float:
+        """The URL's ``health_check_interval`` (seconds), else ``default``."""
+        interval = self._pool.connection_kwargs.get("health_check_interval")
+        return float(interval) if interval else default
+
     def client(self, retry: Retry | None = None) -> redis.Redis:
         """A sync client (thread-safe, pooled)."""
         retry = retry or Retry(NoBackoff(), 0)

@@ -38,6 +38,7 @@ from .resp import CONNECT_TIMEOUT, RespProtocol, command
 logger = logging.getLogger(__name__)
 
 # Silence this long on the socket triggers a PING; twice as long, a reconnect.
+# The URL's health_check_interval, when it has one, replaces it.
 IDLE_PING = 15.0
 MAX_BACKOFF = 5.0
 # From this many messages a second (measured over RATE_WINDOW seconds), the
@@ -211,9 +212,10 @@ class SessionListener:
             self._acknowledged(reply[1])
 
     def _watch(self, reads_before: int) -> None:
-        """Every IDLE_PING seconds: a silent socket gets a PING, and is
-        dropped (so the listener reconnects) if it stays silent.  One timer
-        per listener instead of a timeout around every read."""
+        """Every IDLE_PING seconds (or the URL's ``health_check_interval``):
+        a silent socket gets a PING, and is dropped (so the listener
+        reconnects) if it stays silent.  One timer per listener instead of a
+        timeout around every read."""
         protocol = self._protocol
         if protocol is None:
             return
@@ -226,7 +228,8 @@ class SessionListener:
             self._pinged = True
         else:
             self._pinged = False
-        self._watchdog = self.loop.call_later(IDLE_PING, self._watch, protocol.reads)
+        interval = self.endpoint.health_check_interval(IDLE_PING)
+        self._watchdog = self.loop.call_later(interval, self._watch, protocol.reads)
 
     def _acknowledged(self, channel: bytes) -> None:
         expected = self._expect.get(channel)
