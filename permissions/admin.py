@@ -1,4 +1,5 @@
-"""The permission history, read-only: an audit trail is not edited."""
+"""The permission history, read-only (an audit trail is not edited), and
+the rules, which staff manage under Django's model permissions."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ USERNAME = get_user_model().USERNAME_FIELD
 CSV_COLUMNS = [
     "request_id", "session_id", "owner", "tool_name", "arguments", "description", "status",
     "reason", "requested_at", "expires_at", "decided_at", "decided_by", "decided_by_rule",
-    "client_ip", "user_agent", "latency_ms", "event_id",
+    "client_ip", "user_agent", "latency_ms", "event_id", "tool_call_id", "key",
+    "edited_arguments", "abort", "remember",
 ]  # fmt: skip
 
 
@@ -49,17 +51,21 @@ class PermissionRequestAdmin(ReadOnlyAdmin):
     actions = ["export_csv"]
     fieldsets = [
         (None, {"fields": ["request_id", "session_id", "owner", "tool_name", "pretty_arguments",
-                           "description"]}),
-        ("Decision", {"fields": ["status", "reason", "decided_by", "decided_by_rule",
-                                 "requested_at", "expires_at", "decided_at", "latency"]}),
+                           "description", "tool_call_id", "key"]}),
+        ("Decision", {"fields": ["status", "reason", "pretty_edited_arguments", "abort",
+                                 "remember", "decided_by", "decided_by_rule", "requested_at",
+                                 "expires_at", "decided_at", "latency"]}),
         ("Answering client", {"fields": ["client_ip", "user_agent", "event_id", "announced"]}),
     ]  # fmt: skip
-    readonly_fields = ["pretty_arguments", "latency"]
+    readonly_fields = ["pretty_arguments", "pretty_edited_arguments", "latency"]
 
     @admin.display(description="arguments")
     def pretty_arguments(self, obj: PermissionRequest) -> str:
-        text = json.dumps(obj.arguments, indent=2, ensure_ascii=False, sort_keys=True)
-        return format_html('<pre style="white-space: pre-wrap">{}</pre>', text)
+        return _pretty(obj.arguments)
+
+    @admin.display(description="edited arguments")
+    def pretty_edited_arguments(self, obj: PermissionRequest) -> str:
+        return "—" if obj.edited_arguments is None else _pretty(obj.edited_arguments)
 
     @admin.display(description="decided by", ordering=f"decided_by__{USERNAME}")
     def decider(self, obj: PermissionRequest) -> str:
@@ -85,16 +91,35 @@ class PermissionRequestAdmin(ReadOnlyAdmin):
 
 
 @admin.register(PermissionRule)
-class PermissionRuleAdmin(ReadOnlyAdmin):
-    """Remembered approvals; deleting one revokes it for later requests."""
+class PermissionRuleAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Rules deciding requests before a person is asked; people's "remember"
+    choices are rules too.  Add, change and delete need the model's permissions."""
 
-    list_display = ["created_at", "session_id", "tool_name", "created_by"]
-    list_filter = ["tool_name", "created_at"]
-    search_fields = ["session_id", "tool_name", f"created_by__{USERNAME}"]
-    list_select_related = ["created_by"]
+    list_display = [
+        "tool_name", "effect", "scope", "session_id", "user", "arguments_match", "expires_at",
+        "created_by", "created_at",
+    ]  # fmt: skip
+    list_filter = ["effect", "scope", "created_at"]
+    search_fields = ["session_id", "tool_name", f"user__{USERNAME}", f"created_by__{USERNAME}"]
+    list_select_related = ["user", "created_by"]
+    raw_id_fields = ["user"]
+    fields = [
+        "effect", "tool_name", "arguments_match", "scope", "session_id", "user", "reason",
+        "expires_at", "created_by", "created_at", "request",
+    ]  # fmt: skip
+    readonly_fields = ["created_by", "created_at", "request"]
 
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return admin.ModelAdmin.has_delete_permission(self, request, obj)
+    def save_model(
+        self, request: HttpRequest, obj: PermissionRule, form: Any, change: bool
+    ) -> None:
+        if not change:
+            obj.created_by = request.user  # type: ignore[assignment]  # staff: authenticated
+        super().save_model(request, obj, form, change)
+
+
+def _pretty(value: Any) -> str:
+    text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+    return format_html('<pre style="white-space: pre-wrap">{}</pre>', text)
 
 
 class _Echo:
@@ -115,7 +140,10 @@ def _csv_lines(rows: QuerySet[PermissionRequest]) -> Iterator[str]:
             iso(row.decided_at) if row.decided_at else "",
             row.decided_by.get_username() if row.decided_by else "", row.decided_by_rule,
             row.client_ip or "", row.user_agent, row.latency_ms if row.latency_ms is not None
-            else "", row.event_id,
+            else "", row.event_id, row.tool_call_id, row.key or "",
+            "" if row.edited_arguments is None else json.dumps(
+                row.edited_arguments, ensure_ascii=False, sort_keys=True),
+            row.abort, row.remember,
         ]  # fmt: skip
         yield writer.writerow([_cell(value) for value in values])
 

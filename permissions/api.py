@@ -11,21 +11,22 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from sse import Subscription, database_sync_to_async, notifier, subscribe
 from sse.models import StreamSession
 
-from . import policies
+from . import policies, rules
 from ._loop import run_blocking
 from .announce import aannounce
 from .conf import conf, is_timeout
 from .exceptions import InvalidPermissionRequest
-from .models import REMEMBER_SESSION, PermissionRequest, PermissionRule, Status, iso
+from .models import Effect, PermissionRequest, Status, iso
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +52,14 @@ class Decision:
     # Username of the person who answered; None for rules, expiry, cancellation.
     decided_by: str | None
     decided_at: datetime | None
-    # "remember:session", "policy:<dotted path>", or "" when a person (or nobody) decided.
+    # "rule:<id>", "policy:<dotted path>", or "" when a person (or nobody) decided.
     decided_by_rule: str = ""
+    # What the tool should run with: the person's edits, or the arguments asked.
+    arguments: dict[str, Any] = field(default_factory=dict)
+    edited: bool = False
+    # A denial that stops the whole run, not just this tool.
+    abort: bool = False
+    tool_call_id: str | None = None
 
     @classmethod
     def of(cls, request: PermissionRequest) -> Decision:
@@ -65,6 +72,10 @@ class Decision:
             decided_by=user.get_username() if user is not None else None,
             decided_at=request.decided_at,
             decided_by_rule=request.decided_by_rule,
+            arguments=request.final_arguments,
+            edited=request.edited,
+            abort=request.abort,
+            tool_call_id=request.tool_call_id or None,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -79,12 +90,21 @@ def request_permission(
     *,
     timeout: float | None = None,
     description: str = "",
+    tool_call_id: str | None = None,
+    key: str | None = None,
 ) -> Decision:
     """Blocking twin of :func:`arequest_permission`; interrupting the caller
-    (KeyboardInterrupt, a task time limit) marks the request ``cancelled``."""
+    (KeyboardInterrupt, a task time limit) marks the request ``cancelled``
+    (unless it has a ``key``)."""
     return run_blocking(
         lambda: arequest_permission(
-            session_id, tool_name, arguments, timeout=timeout, description=description
+            session_id,
+            tool_name,
+            arguments,
+            timeout=timeout,
+            description=description,
+            tool_call_id=tool_call_id,
+            key=key,
         )
     )
 
@@ -96,29 +116,38 @@ async def arequest_permission(
     *,
     timeout: float | None = None,
     description: str = "",
+    tool_call_id: str | None = None,
+    key: str | None = None,
 ) -> Decision:
     """Ask the people watching ``session_id`` whether ``tool_name`` may run.
 
-    Returns once a person, a remembered approval or the ``POLICY`` decided,
-    or after ``timeout`` seconds (default ``PERMISSIONS["TIMEOUT"]``) with
-    status ``expired``.  Cancelling the awaiting task marks it ``cancelled``.
+    Returns once a person, a rule or the ``POLICY`` decided, or after
+    ``timeout`` seconds (default ``PERMISSIONS["TIMEOUT"]``) with status
+    ``expired``.  Cancelling the awaiting task marks it ``cancelled``.
+
+    ``tool_call_id`` (the agent framework's) travels to the browser, the
+    decision and the audit.  With a ``key``, asking again in the session
+    (an agent restarted) returns the same request: waiting while it is
+    pending, else its decision; and an interrupted wait leaves it pending
+    for the next one.
     """
     arguments = {} if arguments is None else arguments
-    seconds = _check(tool_name, arguments, description, timeout)
+    seconds = _check(tool_name, arguments, description, timeout, tool_call_id, key)
+    asked = _Asked(session_id, tool_name, arguments, description, seconds, tool_call_id, key)
     # Subscribed before the row exists: a decision published at any moment
     # after it is written reaches us.
     async with subscribe(session_id) as subscription:
-        opening = asyncio.ensure_future(
-            database_sync_to_async(_open)(session_id, tool_name, arguments, description, seconds)
-        )
+        opening = asyncio.ensure_future(database_sync_to_async(_open)(asked))
         try:
-            request = await asyncio.shield(opening)
+            request, new = await asyncio.shield(opening)
         except asyncio.CancelledError:
             # The row is written regardless: close it once it exists.
-            await asyncio.shield(_abandon(await opening, None))
+            written, _ = await opening
+            await asyncio.shield(_abandon(written, None))
             raise
         if request.status != Status.PENDING:
-            await aannounce(request)  # decided by a rule: the UI timeline shows it
+            if new:
+                await aannounce(request)  # decided by a rule: the UI timeline shows it
             return Decision.of(request)
         try:
             return await _wait(subscription, request)
@@ -127,7 +156,25 @@ async def arequest_permission(
             raise
 
 
-def _check(tool_name: object, arguments: object, description: object, timeout: object) -> float:
+@dataclass(frozen=True, slots=True)
+class _Asked:
+    session_id: str
+    tool_name: str
+    arguments: dict[str, Any]
+    description: str
+    seconds: float
+    tool_call_id: str | None
+    key: str | None
+
+
+def _check(
+    tool_name: object,
+    arguments: object,
+    description: object,
+    timeout: object,
+    tool_call_id: object,
+    key: object,
+) -> float:
     if not isinstance(tool_name, str) or not 0 < len(tool_name) <= 200:
         raise InvalidPermissionRequest(f"tool_name must be 1-200 characters, not {tool_name!r}")
     if not isinstance(arguments, dict):
@@ -138,37 +185,39 @@ def _check(tool_name: object, arguments: object, description: object, timeout: o
         raise InvalidPermissionRequest(f"arguments are not JSON-serialisable: {exc}") from exc
     if not isinstance(description, str):
         raise InvalidPermissionRequest("description must be a string")
+    for name, value in (("tool_call_id", tool_call_id), ("key", key)):
+        if value is not None and (not isinstance(value, str) or not 0 < len(value) <= 200):
+            raise InvalidPermissionRequest(f"{name} must be 1-200 characters, not {value!r}")
     seconds = conf.TIMEOUT if timeout is None else timeout
     if not is_timeout(seconds):
         raise InvalidPermissionRequest(f"timeout must be a positive number, not {timeout!r}")
     return float(seconds)
 
 
-def _open(
-    session_id: str, tool_name: str, arguments: dict[str, Any], description: str, seconds: float
-) -> PermissionRequest:
-    """Write the request, already decided if the policy or a remembered
-    approval answers it."""
+def _open(asked: _Asked) -> tuple[PermissionRequest, bool]:
+    """The request, and whether it is new: written, already decided if a rule
+    or the policy answers it; or the one asked earlier with the same key."""
+    if asked.key is not None:
+        earlier = _keyed(asked)
+        if earlier is not None:
+            return earlier, False
     now = timezone.now()
-    session = StreamSession.objects.filter(session_id=session_id).select_related("owner").first()
+    session = (
+        StreamSession.objects.filter(session_id=asked.session_id).select_related("owner").first()
+    )
     owner = session.owner if session is not None else None
     request = PermissionRequest(
-        session_id=session_id,
+        session_id=asked.session_id,
         owner=owner,
-        tool_name=tool_name,
-        arguments=arguments,
-        description=description,
+        tool_name=asked.tool_name,
+        arguments=asked.arguments,
+        description=asked.description,
+        tool_call_id=asked.tool_call_id or "",
+        key=asked.key,
         requested_at=now,
-        expires_at=now + timedelta(seconds=seconds),
+        expires_at=now + timedelta(seconds=asked.seconds),
     )
-    verdict = policies.evaluate(
-        policies.PolicyRequest(session_id, tool_name, arguments, description, owner)
-    )
-    if (
-        verdict is None
-        and PermissionRule.objects.filter(session_id=session_id, tool_name=tool_name).exists()
-    ):
-        verdict = policies.PolicyDecision(True, "Remembered for this session."), REMEMBER_SESSION
+    verdict = _verdict(asked, owner)
     if verdict is not None:
         decision, rule = verdict
         request.status = str(Status.APPROVED if decision.approved else Status.DENIED)
@@ -176,17 +225,56 @@ def _open(
         request.decided_by_rule = rule
         request.decided_at = now
         request.latency_ms = 0
-    request.save()
-    return request
+    try:
+        with transaction.atomic():  # a savepoint: the caller's transaction survives
+            request.save()
+    except IntegrityError:
+        # Asked with the same key at the same moment: the other one was first.
+        earlier = _keyed(asked)
+        if earlier is None:
+            raise
+        return earlier, False
+    return request, True
+
+
+def _keyed(asked: _Asked) -> PermissionRequest | None:
+    return (
+        PermissionRequest.objects.filter(session_id=asked.session_id, key=asked.key)
+        .select_related("decided_by")
+        .first()
+    )
+
+
+def _verdict(asked: _Asked, owner: Any) -> tuple[policies.PolicyDecision, str] | None:
+    """A rule's or the policy's decision, or None to ask a person: deny
+    beats ask beats allow, whichever of the two says it."""
+    rule = rules.deciding_rule(asked.session_id, asked.tool_name, asked.arguments, owner)
+    if rule is not None and rule.effect == Effect.DENY:
+        reason = rule.reason or f"Denied by {rule.audit_name}."
+        return policies.PolicyDecision(False, reason), rule.audit_name
+    policy = policies.evaluate(
+        policies.PolicyRequest(
+            asked.session_id, asked.tool_name, asked.arguments, asked.description, owner
+        )
+    )
+    if policy is not None and not policy[0].approved:
+        return policy
+    if rule is not None and rule.effect == Effect.ASK:
+        return None
+    if rule is not None:
+        reason = rule.reason or f"Approved by {rule.audit_name}."
+        return policies.PolicyDecision(True, reason), rule.audit_name
+    return policy
 
 
 async def _wait(subscription: Subscription, request: PermissionRequest) -> Decision:
-    event_id = await notifier.asend(
-        request.session_id, "permission_request", request.request_message()
-    )
-    await database_sync_to_async(PermissionRequest.objects.filter(pk=request.pk).update)(
-        event_id=event_id
-    )
+    if not request.event_id:  # else asked before with this key: the tabs have it
+        event_id = await notifier.asend(
+            request.session_id, "permission_request", request.request_message()
+        )
+        await database_sync_to_async(PermissionRequest.objects.filter(pk=request.pk).update)(
+            event_id=event_id
+        )
     loop = asyncio.get_running_loop()
     deadline = loop.time() + (request.expires_at - timezone.now()).total_seconds()
     next_check = loop.time() + RECHECK_INTERVAL
@@ -233,8 +321,14 @@ def _decision(pk: int) -> Decision | None:
 
 
 async def _abandon(request: PermissionRequest, exc: BaseException | None) -> None:
-    """The agent stopped waiting (cancelled, or an error): close the request."""
-    if exc is None or isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
+    """The agent stopped waiting (cancelled, or an error): close the request,
+    unless it has a key and was interrupted (the agent asks again with it)."""
+    interrupted = exc is None or isinstance(
+        exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit
+    )
+    if interrupted and request.key is not None:
+        return
+    if interrupted:
         reason = "The agent stopped waiting."
     else:
         reason = f"The request failed: {type(exc).__name__}: {exc}"[:1000]

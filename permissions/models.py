@@ -10,6 +10,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from .globs import validate_arguments_match, validate_glob
+
 
 class Status(models.TextChoices):
     PENDING = "pending", "Pending"
@@ -17,10 +19,6 @@ class Status(models.TextChoices):
     DENIED = "denied", "Denied"
     EXPIRED = "expired", "Expired"
     CANCELLED = "cancelled", "Cancelled"
-
-
-# ``decided_by_rule`` of a request approved by a person's "remember".
-REMEMBER_SESSION = "remember:session"
 
 
 class PermissionRequest(models.Model):
@@ -37,10 +35,36 @@ class PermissionRequest(models.Model):
         help_text="The owner of the session when the request was made.",
     )
     tool_name = models.CharField(max_length=200)
-    arguments = models.JSONField(default=dict, blank=True)
+    arguments = models.JSONField(
+        default=dict, blank=True, help_text="The arguments the agent asked to run the tool with."
+    )
     description = models.TextField(blank=True)
+    tool_call_id = models.CharField(
+        max_length=200, blank=True, help_text="The agent framework's id of the tool call."
+    )
+    # NULL, not "": requests without a key are exempt from the unique constraint.
+    key = models.CharField(  # noqa: DJ001
+        max_length=200,
+        null=True,
+        blank=True,
+        help_text="The agent's key: asking again with it re-attaches to this request.",
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     reason = models.TextField(blank=True)
+    edited_arguments = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="The arguments the person approved the tool with, when they edited them.",
+    )
+    abort = models.BooleanField(
+        default=False, help_text="The person denied it and stopped the whole run."
+    )
+    remember = models.CharField(
+        max_length=16,
+        choices=[("", "No"), ("session", "This session"), ("user", "Always for this user")],
+        blank=True,
+        help_text="What the person asked to remember the approval for.",
+    )
     requested_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
     decided_at = models.DateTimeField(null=True, blank=True)
@@ -54,8 +78,8 @@ class PermissionRequest(models.Model):
     decided_by_rule = models.CharField(
         max_length=300,
         blank=True,
-        help_text='"remember:session", "policy:<dotted path>", or empty when a person '
-        "answered or nobody did.",
+        help_text='"rule:<id>" (a PermissionRule), "policy:<dotted path>", or empty when a '
+        "person answered or nobody did.",
     )
     client_ip = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=512, blank=True)
@@ -84,6 +108,10 @@ class PermissionRequest(models.Model):
             # Decisions still to announce (``announce.Resender``).
             models.Index(fields=["announced", "decided_at"], name="perm_unannounced_idx"),
         ]
+        constraints = [
+            # Exactly one request per key and session (NULL keys are all distinct).
+            models.UniqueConstraint(fields=["session_id", "key"], name="perm_request_key"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.tool_name} in {self.session_id} ({self.status})"
@@ -91,6 +119,16 @@ class PermissionRequest(models.Model):
     @property
     def approved(self) -> bool:
         return self.status == Status.APPROVED
+
+    @property
+    def edited(self) -> bool:
+        return self.edited_arguments is not None
+
+    @property
+    def final_arguments(self) -> dict[str, Any]:
+        """What the tool should run with: the person's edits, or the original."""
+        edited: dict[str, Any] | None = self.edited_arguments
+        return self.arguments if edited is None else edited
 
     def decide(
         self,
@@ -101,11 +139,16 @@ class PermissionRequest(models.Model):
         rule: str = "",
         client_ip: str | None = None,
         user_agent: str = "",
+        arguments: dict[str, Any] | None = None,
+        abort: bool = False,
+        remember: str = "",
     ) -> bool:
         """Record the answer; True if this call made the decision.
 
-        False when the request was no longer pending (someone else won; the
-        instance is reloaded with the decision that stands) or has expired.
+        ``arguments`` (approvals only) are the person's edits; ``abort``
+        (denials only) stops the whole run.  False when the request was no
+        longer pending (someone else won; the instance is reloaded with the
+        decision that stands) or has expired.
         """
         return self._close(
             Status.APPROVED if approved else Status.DENIED,
@@ -115,6 +158,9 @@ class PermissionRequest(models.Model):
             decided_by_rule=rule,
             client_ip=client_ip,
             user_agent=user_agent[:512],
+            edited_arguments=arguments if approved else None,
+            abort=abort and not approved,
+            remember=remember if approved else "",
         )
 
     def expire(self) -> bool:
@@ -156,7 +202,7 @@ class PermissionRequest(models.Model):
 
     def request_message(self) -> dict[str, Any]:
         """``data`` of the ``permission_request`` event (live and on reconnect)."""
-        return {
+        message = {
             "request_id": str(self.request_id),
             "tool_name": self.tool_name,
             "arguments": self.arguments,
@@ -164,6 +210,9 @@ class PermissionRequest(models.Model):
             "expires_at": iso(self.expires_at),
             "expires_at_ms": milliseconds(self.expires_at),
         }
+        if self.tool_call_id:
+            message["tool_call_id"] = self.tool_call_id
+        return message
 
     def cleared_message(self) -> dict[str, Any]:
         """``data`` of the ``permission_cleared`` event."""
@@ -181,16 +230,63 @@ class PermissionRequest(models.Model):
             **self.cleared_message(),
             "decided_by": self.decided_by.get_username() if self.decided_by else None,
             "decided_at": iso(self.decided_at) if self.decided_at else None,
+            "decided_by_rule": self.decided_by_rule,
             "tool_name": self.tool_name,
+            "tool_call_id": self.tool_call_id,
+            "arguments": self.final_arguments,
+            "edited": self.edited,
+            "abort": self.abort,
+            "remember": self.remember,
         }
 
 
-class PermissionRule(models.Model):
-    """A person's "remember for this session": later requests for the tool in
-    the session are approved without asking."""
+class Scope(models.TextChoices):
+    SESSION = "session", "This session"
+    USER = "user", "The user's sessions"
+    GLOBAL = "global", "Every session"
 
-    session_id = models.CharField(max_length=128)
-    tool_name = models.CharField(max_length=200)
+
+class Effect(models.TextChoices):
+    ALLOW = "allow", "Allow"
+    DENY = "deny", "Deny"
+    ASK = "ask", "Ask a person"
+
+
+class PermissionRule(models.Model):
+    """Decides matching requests before a person is asked (``rules``).
+
+    A person's "remember" makes one (scope session or user, effect allow);
+    staff manage them all in the admin.  Deny beats ask beats allow."""
+
+    scope = models.CharField(max_length=16, choices=Scope.choices, default=Scope.SESSION)
+    session_id = models.CharField(
+        max_length=128, blank=True, help_text="The session (scope session only)."
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="permission_rules",
+        help_text="Whose sessions (scope user only).",
+    )
+    effect = models.CharField(max_length=8, choices=Effect.choices, default=Effect.ALLOW)
+    tool_name = models.CharField(
+        max_length=200,
+        validators=[validate_glob],
+        help_text="A glob: write_file, fs_*, * (case-sensitive).",
+    )
+    arguments_match = models.JSONField(
+        null=True,
+        blank=True,
+        validators=[validate_arguments_match],
+        help_text="Optional: each named argument's string form matched by a glob, e.g. "
+        '{"cmd": "ls *"}.  Every one must match.',
+    )
+    reason = models.CharField(
+        max_length=1000, blank=True, help_text="What the agent is told when the rule decides."
+    )
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: never.")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -201,17 +297,39 @@ class PermissionRule(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
-        help_text="The approval that created the rule.",
+        help_text='The approval whose "remember" created the rule.',
     )
 
     class Meta:
-        ordering = ["-created_at"]
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["scope", "session_id"], name="perm_rule_scope_idx"),
+        ]
         constraints = [
-            models.UniqueConstraint(fields=["session_id", "tool_name"], name="perm_rule_unique"),
+            models.CheckConstraint(
+                condition=(
+                    models.Q(scope=Scope.SESSION, user__isnull=True) & ~models.Q(session_id="")
+                )
+                | models.Q(scope=Scope.USER, user__isnull=False, session_id="")
+                | models.Q(scope=Scope.GLOBAL, user__isnull=True, session_id=""),
+                name="perm_rule_scope_fields",
+                violation_error_message="A session rule names a session, a user rule a "
+                "user, a global rule neither.",
+            ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.tool_name} in {self.session_id}"
+        where = {
+            Scope.SESSION: f"in {self.session_id}",
+            Scope.USER: f"for {self.user}",
+            Scope.GLOBAL: "everywhere",
+        }.get(Scope(self.scope), "")
+        return f"{self.effect} {self.tool_name} {where}"
+
+    @property
+    def audit_name(self) -> str:
+        """How ``decided_by_rule`` names it."""
+        return f"rule:{self.pk}"
 
 
 def iso(moment: datetime) -> str:

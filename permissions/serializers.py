@@ -31,9 +31,20 @@ class StrictUUIDField(serializers.UUIDField):
         return super().to_internal_value(data)
 
 
+class StrictObjectField(serializers.JSONField):
+    """A JSON object, as sent."""
+
+    default_error_messages = {"invalid": "Must be a JSON object."}
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, dict):
+            self.fail("invalid")
+        return data
+
+
 class PermissionResponseSerializer(serializers.Serializer):  # type: ignore[type-arg]
-    """``{"approved": bool, "reason"?: str, "request_id"?: uuid, "remember"?: "session"}``;
-    other fields are ignored."""
+    """``{"approved": bool, "reason"?: str, "request_id"?: uuid, "arguments"?: {...},
+    "abort"?: bool, "remember"?: "session" | "user"}``; other fields are ignored."""
 
     approved = StrictBooleanField()
     reason = StrictCharField(
@@ -45,14 +56,43 @@ class PermissionResponseSerializer(serializers.Serializer):  # type: ignore[type
         default="",
     )
     request_id = StrictUUIDField(required=False, allow_null=True, default=None)
+    # Approvals only: run the tool with these instead.
+    arguments = StrictObjectField(required=False, allow_null=True, default=None)
+    # Denials only: stop the whole run.
+    abort = StrictBooleanField(required=False, default=False)
     remember = serializers.ChoiceField(
-        choices=["session"], required=False, allow_null=True, default=None
+        choices=["session", "user"], required=False, allow_null=True, default=None
     )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if attrs.get("remember") and not attrs["approved"]:
+        approved = attrs["approved"]
+        for name, message in (
+            ("remember", "Only approvals can be remembered."),
+            ("arguments", "Only approvals carry edited arguments."),
+        ):
+            if attrs.get(name) is not None and not approved:
+                raise serializers.ValidationError({name: message}, code="invalid")
+        if attrs.get("abort") and approved:
             raise serializers.ValidationError(
-                {"remember": "Only approvals can be remembered."}, code="invalid"
+                {"abort": "Only denials stop the run."}, code="invalid"
             )
         attrs["reason"] = attrs.get("reason") or ""
+        attrs["remember"] = attrs.get("remember") or ""
         return attrs
+
+
+MAX_BATCH = 50
+
+
+class BatchItemSerializer(PermissionResponseSerializer):
+    """One decision of a batch: it names its request."""
+
+    request_id = StrictUUIDField()
+
+
+class BatchSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    """``{"decisions": [...]}``: 1-50 objects, each checked on its own."""
+
+    decisions = serializers.ListField(
+        child=serializers.JSONField(), min_length=1, max_length=MAX_BATCH
+    )

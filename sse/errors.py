@@ -54,14 +54,20 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
-    extra: dict[str, Any] = {}
     if isinstance(exc, exceptions.APIException):
-        code, message = _describe(exc.detail)
-        if isinstance(exc, exceptions.ValidationError) and isinstance(exc.detail, dict):
-            extra["fields"] = exc.detail
+        response.data = {"success": False, "error": api_exception_error(exc)}
     elif response.status_code == 404:
-        code, message = "not_found", "Not found."
+        response.data = error_body("not_found", "Not found.")
     else:
-        code, message = "permission_denied", "You do not have permission to do this."
-    response.data = error_body(code, message, **extra)
+        response.data = error_body("permission_denied", "You do not have permission to do this.")
     return response
+
+
+def api_exception_error(exc: exceptions.APIException) -> dict[str, Any]:
+    """The ``error`` object of a DRF exception: code, message, and the
+    fields of a validation error."""
+    code, message = _describe(exc.detail)
+    error: dict[str, Any] = {"code": code, "message": message}
+    if isinstance(exc, exceptions.ValidationError) and isinstance(exc.detail, dict):
+        error["fields"] = exc.detail
+    return error

@@ -191,12 +191,70 @@ def test_only_staff(client: Client, history: Any) -> None:
     assert client.get(CHANGELIST).status_code == 302
 
 
+RULES = "/admin/permissions/permissionrule/"
+
+
+def rule_form(**fields: str) -> dict[str, str]:
+    return {
+        "effect": "deny", "tool_name": "shell_*", "arguments_match": "", "scope": "global",
+        "session_id": "", "user": "", "reason": "", "expires_at_0": "", "expires_at_1": "",
+    } | fields  # fmt: skip
+
+
 def test_rules_can_be_revoked(staff: Client, history: Any) -> None:
-    url = "/admin/permissions/permissionrule/"
-    page = texts(staff.get(url))
+    page = texts(staff.get(RULES))
     assert "sess-alice" in page
-    assert "/admin/permissions/permissionrule/add/" not in page
     rule = PermissionRule.objects.get()
-    response = staff.post(f"{url}{rule.pk}/delete/", {"post": "yes"})
+    response = staff.post(f"{RULES}{rule.pk}/delete/", {"post": "yes"})
     assert response.status_code == 302
     assert not PermissionRule.objects.exists()
+
+
+def test_staff_add_a_rule(staff: Client) -> None:
+    response = staff.post(
+        f"{RULES}add/",
+        rule_form(arguments_match='{"cmd": "rm *"}', reason="No deleting from the agent."),
+    )
+    assert response.status_code == 302, texts(response)
+    rule = PermissionRule.objects.get()
+    assert (rule.effect, rule.scope, rule.tool_name, rule.arguments_match) == (
+        "deny", "global", "shell_*", {"cmd": "rm *"},
+    )  # fmt: skip
+    assert rule.created_by is not None
+    assert rule.created_by.get_username() == "admin"
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"tool_name": "fs_[abc"}, "is never closed"),
+        ({"arguments_match": '["rm *"]'}, "An object of argument names and globs"),
+        ({"arguments_match": '{"cmd": 5}'}, "cmd: A glob is a non-empty string."),
+        ({"arguments_match": "{not json"}, "Enter a valid JSON."),
+        ({"scope": "session"}, "A session rule names a session"),
+        ({"scope": "global", "session_id": "s-1"}, "A session rule names a session"),
+        ({"effect": "maybe"}, "Select a valid choice."),
+    ],
+)
+def test_a_bad_rule_is_refused_with_a_reason(
+    staff: Client, fields: dict[str, str], message: str
+) -> None:
+    response = staff.post(f"{RULES}add/", rule_form(**fields))
+    assert response.status_code == 200  # the form again, with the errors
+    assert message in texts(response)
+    assert not PermissionRule.objects.exists()
+
+
+def test_managing_rules_needs_the_model_permissions(client: Client) -> None:
+    from django.contrib.auth.models import Permission
+
+    clerk = User.objects.create_user("clerk", is_staff=True)
+    client.force_login(clerk)
+    assert client.get(RULES).status_code == 403
+    clerk.user_permissions.add(Permission.objects.get(codename="view_permissionrule"))
+    page = texts(client.get(RULES))
+    assert f"{RULES}add/" not in page
+    assert client.post(f"{RULES}add/", rule_form()).status_code == 403
+    clerk.user_permissions.add(Permission.objects.get(codename="add_permissionrule"))
+    assert client.post(f"{RULES}add/", rule_form()).status_code == 302
+    assert PermissionRule.objects.get().created_by == clerk

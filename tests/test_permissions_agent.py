@@ -251,8 +251,9 @@ async def test_remember_approves_later_requests_for_the_tool_in_the_session(
     async with subscribe(sid) as tab:
         again = await asyncio.wait_for(arequest_permission(sid, "write_file", {"n": 2}), 5)
         seen = await messages(tab, "permission_cleared")
-    assert (again.status, again.decided_by_rule) == ("approved", "remember:session")
-    assert again.reason == "Remembered for this session."
+    rule = await orm(lambda: PermissionRule.objects.select_related("created_by").get())
+    assert (again.status, again.decided_by_rule) == ("approved", f"rule:{rule.pk}")
+    assert again.reason == f"Remembered: approved by {rule.created_by.get_username()}."
     assert [m["type"] for m in seen] == ["permission_cleared"]  # nobody was asked
 
     # Only that tool, only that session.

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from permissions.models import PermissionRequest
+from permissions.models import PermissionRequest, PermissionRule
 from sse.testing import EventStream, SSEEvent, open_stream
 from tests.conftest import MakeSession, MakeUser, ServerFactory
 from tests.permissions_support import orm, published_pending
@@ -195,6 +195,10 @@ async def test_round_trip(
         "decided_by": user.username,
         "decided_at": result["decided_at"],
         "decided_by_rule": "",
+        "arguments": {"path": "/srv/报告.txt"},
+        "edited": False,
+        "abort": False,
+        "tool_call_id": None,
     }
     assert result["decided_by"] == user.username
     for message in cleared:
@@ -435,9 +439,10 @@ async def test_remember_across_processes(
 
         second = await decision_of(start_agent(sid, "run_tests", {"suite": "all"}))
         events = await receive(stream, "permission_cleared")
+    rule = await orm(lambda: PermissionRule.objects.get())
     assert (second["status"], second["decided_by_rule"], second["decided_by"]) == (
         "approved",
-        "remember:session",
+        f"rule:{rule.pk}",
         None,
     )
     # Nobody was asked; the timeline still shows the approval.

@@ -122,7 +122,13 @@ def test_approve(post: Post, session: str, alice: User) -> None:
             "reason": "用户同意",
             "decided_by": "alice",
             "decided_at": body["data"]["decided_at"],
+            "decided_by_rule": "",
             "tool_name": "write_file",
+            "tool_call_id": "",
+            "arguments": request.arguments,
+            "edited": False,
+            "abort": False,
+            "remember": "",
         },
     }
     assert row.decided_at is not None

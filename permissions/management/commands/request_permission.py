@@ -27,6 +27,10 @@ class Command(BaseCommand):
         parser.add_argument("arguments", nargs="?", default="{}", help="a JSON object")
         parser.add_argument("--timeout", type=float, default=None, help="seconds to wait")
         parser.add_argument("--description", default="")
+        parser.add_argument("--tool-call-id", default=None, help="the agent framework's id")
+        parser.add_argument(
+            "--key", default=None, help="asking again with this key re-attaches to the request"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -47,6 +51,8 @@ class Command(BaseCommand):
                 arguments,
                 timeout=options["timeout"],
                 description=options["description"],
+                tool_call_id=options["tool_call_id"],
+                key=options["key"],
             )
         except (PermissionsError, SSEError) as exc:
             raise CommandError(str(exc)) from exc

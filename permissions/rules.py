@@ -1,0 +1,59 @@
+"""Which ``PermissionRule`` decides a request, and what a valid rule is.
+
+A rule applies to a request when its scope covers the session (the
+session itself, the session owner's sessions, or every session), it has
+not expired, its ``tool_name`` glob matches the tool and every glob of its
+``arguments_match`` matches the named argument's string form (a string as
+it is, anything else as compact JSON).  Of the rules that apply, a deny
+beats an ask, which beats an allow; among equals the narrowest scope, then
+the newest, is named in the audit.  The globs: ``globs``.
+"""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+from typing import Any
+
+from django.db.models import Q
+from django.utils import timezone
+
+from .globs import argument_text
+from .models import Effect, PermissionRule, Scope
+
+PRECEDENCE = {Effect.DENY: 0, Effect.ASK: 1, Effect.ALLOW: 2}
+NARROWNESS = {Scope.SESSION: 0, Scope.USER: 1, Scope.GLOBAL: 2}
+
+
+def deciding_rule(
+    session_id: str, tool_name: str, arguments: dict[str, Any], owner: Any
+) -> PermissionRule | None:
+    """The rule that decides the request, or None when none applies."""
+    covers = Q(scope=Scope.GLOBAL) | Q(scope=Scope.SESSION, session_id=session_id)
+    if owner is not None:
+        covers |= Q(scope=Scope.USER, user=owner)
+    unexpired = Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now())
+    applying = [
+        rule
+        for rule in PermissionRule.objects.filter(covers, unexpired)
+        if matches(rule, tool_name, arguments)
+    ]
+    if not applying:
+        return None
+    return min(
+        applying,
+        key=lambda rule: (
+            PRECEDENCE[Effect(rule.effect)],
+            NARROWNESS[Scope(rule.scope)],
+            -rule.created_at.timestamp(),
+            -rule.pk,
+        ),
+    )
+
+
+def matches(rule: PermissionRule, tool_name: str, arguments: dict[str, Any]) -> bool:
+    if not fnmatchcase(tool_name, rule.tool_name):
+        return False
+    for name, pattern in (rule.arguments_match or {}).items():
+        if name not in arguments or not fnmatchcase(argument_text(arguments[name]), pattern):
+            return False
+    return True
