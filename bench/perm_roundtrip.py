@@ -7,8 +7,19 @@ sees ``permission_request`` it POSTs the answer to
 agent's wait, from the call to the returned decision.  Agents and clients run
 here (core 1); the server is the one under test (core 0).
 
+Two loads:
+
+- ``steady`` (the default): every session's agent asks, gets its decision,
+  then works for ``--think-ms`` (±50 %, random) before the next tool, its
+  first ask at a random moment of the first interval.  100 sessions asking
+  about once a second each: the overhead of one approval while the others
+  go on, which is what a person waiting for an agent sees.
+- ``burst``: every agent asks at the same instant, ``--rounds`` times: 100
+  approvals queue up on the server's core, and the latencies measure that
+  queue (the last one waits for the 99 before it).
+
     DJANGO_SETTINGS_MODULE=bench.settings ... python bench/perm_roundtrip.py \
-        --port 8000 --sessions 100 --rounds 5 --paths paths-ours.json
+        --port 8000 --sessions 100 --rounds 5 --paths paths-ours.json [--mode burst]
 """
 
 # ruff: noqa: T201 -- a command-line tool: its output is printed
@@ -17,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import sys
 import time
 from pathlib import Path
@@ -72,6 +84,8 @@ async def main() -> None:
     parser.add_argument("--sessions", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--paths", required=True)
+    parser.add_argument("--mode", choices=["steady", "burst"], default="steady")
+    parser.add_argument("--think-ms", type=float, default=1000.0)
     args = parser.parse_args()
     raise_nofile()
     paths = json.loads(Path(args.paths).read_text())[: args.sessions]  # noqa: ASYNC240
@@ -113,17 +127,33 @@ async def main() -> None:
     times: list[int] = []
     outcomes: dict[str, int] = {}
     names = [c.session_id for c in clients]
-    for round_ in range(args.rounds + 1):  # round 0 warms up
-        results = await asyncio.wait_for(asyncio.gather(*(agent(s) for s in names)), 120)
-        if round_ == 0:
-            continue
-        for elapsed, status in results:
-            times.append(int(elapsed))
-            outcomes[status] = outcomes.get(status, 0) + 1
+    # One round to warm up (connections, the listener's subscriptions).
+    await asyncio.wait_for(asyncio.gather(*(agent(s) for s in names)), 120)
+
+    def record(elapsed: float, status: str) -> None:
+        times.append(int(elapsed))
+        outcomes[status] = outcomes.get(status, 0) + 1
+
+    if args.mode == "burst":
+        for _ in range(args.rounds):
+            results = await asyncio.wait_for(asyncio.gather(*(agent(s) for s in names)), 120)
+            for elapsed, status in results:
+                record(elapsed, status)
+    else:
+        think = args.think_ms / 1000
+
+        async def steady(session_id: str) -> None:
+            await asyncio.sleep(random.uniform(0, think))
+            for _ in range(args.rounds):
+                record(*await agent(session_id))
+                await asyncio.sleep(think * random.uniform(0.5, 1.5))
+
+        await asyncio.wait_for(asyncio.gather(*(steady(s) for s in names)), 300)
     for client in clients:
         if client.transport is not None:
             client.transport.close()
     out: dict[str, Any] = {
+        "mode": args.mode,
         "sessions": len(names),
         "count": len(times),
         "outcomes": outcomes,

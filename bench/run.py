@@ -797,36 +797,42 @@ class Bench:
             return
         server = Server(system, self.work)
         try:
-            n = self.scale["perm_sessions"]
-            env = {**os.environ, **self.ours_env()}
-            proc = subprocess.run(
-                pinned(
-                    CLIENT_CORE,
-                    [
-                        str(MAIN_PY),
-                        str(BENCH / "perm_roundtrip.py"),
-                        "--port",
-                        str(server.port),
-                        "--sessions",
-                        str(n),
-                        "--paths",
-                        str(self.paths["ours"]),
-                    ],
-                ),
-                cwd=ROOT,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=300,
-            )
-            try:
-                data = json.loads(proc.stdout.strip().splitlines()[-1])
-            except (IndexError, ValueError):
-                data = {"error": (proc.stderr or proc.stdout)[-500:]}
-            database = (self.args.ours_database_url or "sqlite").split(":", 1)[0]
-            self.record(system, "perm", database=database, **data)
+            for mode in ("steady", "burst"):
+                self._perm_round_trips(system, server, mode)
         finally:
             server.stop()
+
+    def _perm_round_trips(self, system: System, server: Server, mode: str) -> None:
+        n = self.scale["perm_sessions"]
+        env = {**os.environ, **self.ours_env()}
+        proc = subprocess.run(
+            pinned(
+                CLIENT_CORE,
+                [
+                    str(MAIN_PY),
+                    str(BENCH / "perm_roundtrip.py"),
+                    "--port",
+                    str(server.port),
+                    "--sessions",
+                    str(n),
+                    "--paths",
+                    str(self.paths["ours"]),
+                    "--mode",
+                    mode,
+                ],
+            ),
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        try:
+            data = json.loads(proc.stdout.strip().splitlines()[-1])
+        except (IndexError, ValueError):
+            data = {"error": (proc.stderr or proc.stdout)[-500:]}
+        database = (self.args.ours_database_url or "sqlite").split(":", 1)[0]
+        self.record(system, "perm", database=database, **data)
 
     def run(self) -> None:
         systems = self.systems()
@@ -906,6 +912,8 @@ def table(results: list[dict[str, Any]]) -> str:
             key = ("idle", row["system"], str(row["n"]))
         elif row["scenario"] in ("rate", "rate10k"):
             key = (row["scenario"], row["system"], f"{row['n']}c@{int(row['rate'])}/s")
+        elif row["scenario"] == "perm":
+            key = ("perm", row["system"], row.get("mode", "burst"))
         else:
             key = (row["scenario"], row["system"], "")
         groups.setdefault(key, []).append(row)

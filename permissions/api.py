@@ -322,13 +322,11 @@ def _decision(pk: int) -> Decision | None:
 
 async def _abandon(request: PermissionRequest, exc: BaseException | None) -> None:
     """The agent stopped waiting (cancelled, or an error): close the request,
-    unless it has a key and was interrupted (the agent asks again with it)."""
-    interrupted = exc is None or isinstance(
-        exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit
-    )
-    if interrupted and request.key is not None:
+    unless it has a key: the agent asks again with it (after a restart, or a
+    retry), and the request stays pending until then or until it expires."""
+    if request.key is not None:
         return
-    if interrupted:
+    if exc is None or isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
         reason = "The agent stopped waiting."
     else:
         reason = f"The request failed: {type(exc).__name__}: {exc}"[:1000]

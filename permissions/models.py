@@ -232,7 +232,7 @@ class PermissionRequest(models.Model):
             "decided_at": iso(self.decided_at) if self.decided_at else None,
             "decided_by_rule": self.decided_by_rule,
             "tool_name": self.tool_name,
-            "tool_call_id": self.tool_call_id,
+            "tool_call_id": self.tool_call_id or None,
             "arguments": self.final_arguments,
             "edited": self.edited,
             "abort": self.abort,

@@ -124,7 +124,7 @@ def test_approve(post: Post, session: str, alice: User) -> None:
             "decided_at": body["data"]["decided_at"],
             "decided_by_rule": "",
             "tool_name": "write_file",
-            "tool_call_id": "",
+            "tool_call_id": None,
             "arguments": request.arguments,
             "edited": False,
             "abort": False,
