@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 
 from sse import SessionIdField, readable_session
 
-from .demo import RunInProgress, runner
+from .demo import SCENARIOS, RunInProgress, runner
 
 API_BASE = "/agent_backend/api"
 PERMISSION_HISTORY = "/admin/permissions/permissionrequest/"
@@ -47,6 +47,7 @@ def seed_page(request: HttpRequest) -> HttpResponse:
 
 class RunSerializer(serializers.Serializer):  # type: ignore[type-arg]
     session_id = SessionIdField()
+    scenario = serializers.ChoiceField(choices=sorted(SCENARIOS), default="single")
 
 
 class RunInProgressError(exceptions.APIException):
@@ -56,14 +57,15 @@ class RunInProgressError(exceptions.APIException):
 
 
 class DemoRunView(APIView):
-    """``POST {"session_id"}``: start the simulated agent in one of your sessions."""
+    """``POST {"session_id", "scenario"?}``: start the simulated agent in one of
+    your sessions (scenario ``single``, the default, or ``parallel``)."""
 
     def post(self, request: Request) -> Response:
         serializer = RunSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         session_id = readable_session(request, serializer.validated_data["session_id"])
         try:
-            run_id = runner.start(session_id)
+            run_id = runner.start(session_id, scenario=serializer.validated_data["scenario"])
         except RunInProgress as exc:
             raise RunInProgressError() from exc
         return Response(

@@ -10,12 +10,15 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
 from tests.browser import Pages
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 pytest_plugins = ["tests.browser_conftest"]
 
@@ -94,13 +97,8 @@ window.hookHarness = {
 """
 
 
-@pytest.mark.browser
-def test_react_hook(
-    live_db: None, make_user: Any, make_session: Any, demo_server: Any, pages: Pages
-) -> None:
-    user, token = make_user()
-    session_id = make_session(user).session_id
-    base = demo_server.base_url
+def _hook_page(pages: Pages, base: str) -> Page:
+    """A page of ``base`` that renders the hook with the stand-in for React."""
     page = pages.new()
     page.route(
         f"{base}/__hook__/", lambda route: route.fulfill(body=HOOK_PAGE, content_type="text/html")
@@ -111,6 +109,17 @@ def test_react_hook(
     )
     page.goto(f"{base}/__hook__/")
     page.wait_for_function("window.hookHarness !== undefined")
+    return page
+
+
+@pytest.mark.browser
+def test_react_hook(
+    live_db: None, make_user: Any, make_session: Any, demo_server: Any, pages: Pages
+) -> None:
+    user, token = make_user()
+    session_id = make_session(user).session_id
+    base = demo_server.base_url
+    page = _hook_page(pages, base)
     page.evaluate("([s, t]) => hookHarness.start(s, t)", [session_id, token])
     page.wait_for_function("hookResult.isConnected && hookResult.state === 'open'")
 
@@ -135,6 +144,66 @@ def test_react_hook(
 
     page.evaluate("hookHarness.unmount()")
     assert page.evaluate("hookResult.client.state") == "closed"
+
+
+@pytest.mark.browser
+def test_react_hook_answers_with_edits_abort_and_in_batches(
+    live_db: None, make_user: Any, make_session: Any, demo_server: Any, pages: Pages
+) -> None:
+    from permissions.models import PermissionRequest
+
+    user, token = make_user()
+    session_id = make_session(user).session_id
+    base = demo_server.base_url
+    page = _hook_page(pages, base)
+    page.evaluate("([s, t]) => hookHarness.start(s, t)", [session_id, token])
+    page.wait_for_function("hookResult.isConnected")
+
+    def start_run(scenario: str) -> None:
+        response = httpx.post(
+            f"{base}/agent_backend/api/demo/runs/",
+            json={"session_id": session_id, "scenario": scenario},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert response.status_code == 202, response.text
+
+    # Two requests at once: both listed, answered in one batch.
+    start_run("parallel")
+    page.wait_for_function("hookResult.permissionRequests.length === 2")
+    results = page.evaluate(
+        """() => {
+          const byTool = Object.fromEntries(
+            hookResult.permissionRequests.map((p) => [p.tool_name, p.request_id]));
+          return hookResult.respondAll([
+            { requestId: byTool.write_file, approved: true, arguments: { path: "src/b.py" } },
+            { requestId: byTool.run_tests, approved: false, reason: "not now" },
+          ]).then((answer) => answer.data.results);
+        }"""
+    )
+    assert [(r["status"], r["decision"]["status"]) for r in results] == [
+        (200, "approved"),
+        (200, "denied"),
+    ]
+    assert results[0]["decision"]["edited"] is True
+    assert page.evaluate("hookResult.permissionRequests") == []
+    assert page.evaluate("hookResult.permissionRequest") is None
+    page.wait_for_function("hookResult.lastEvent?.type === 'run_finished'")
+    assert page.evaluate("hookResult.lastEvent.data.outcome") == "completed_without_run_tests"
+
+    # One, denied with abort: the run stops.
+    start_run("single")
+    page.wait_for_function("hookResult.permissionRequest?.tool_name === 'write_file'")
+    result = page.evaluate(
+        "hookResult.respond(null, { approved: false, reason: 'stop', abort: true })"
+    )
+    assert (result["data"]["status"], result["data"]["abort"]) == ("denied", True)
+    page.wait_for_function("hookResult.lastEvent?.data.outcome === 'aborted'")
+    rows = PermissionRequest.objects.filter(session_id=session_id, tool_name="write_file")
+    assert sorted((r.status, r.edited_arguments, r.abort) for r in rows) == [
+        ("approved", {"path": "src/b.py"}, False),
+        ("denied", None, True),
+    ]
+    page.evaluate("hookHarness.unmount()")
 
 
 def _write_plain_script() -> None:

@@ -385,6 +385,121 @@
       client.close();
     },
 
+    async respondToPermissionSendsEditsAbortAndRemember() {
+      const api = fakeFetch((url, init, n) =>
+        n === 3
+          ? { status: 400, body: { success: false, error: { code: "invalid", fields: {} } } }
+          : { status: 200, body: { success: true, data: { status: "decided" } } },
+      );
+      const { client, nextSource } = make({ fetch: api.fetch });
+      client.connect();
+      const es = await nextSource(1);
+      es.open();
+      for (const [n, id] of ["r1", "r2", "r3"].entries()) {
+        published(es, "permission_request", { request_id: id, tool_name: "t" }, `${n + 1}-0`);
+      }
+      const edited = await client.respondToPermission("r2", {
+        approved: true,
+        arguments: { path: "/b", mode: "w" },
+        remember: "session",
+      });
+      equal(edited, { success: true, data: { status: "decided" } }, "result");
+      equal(api.calls[0].url, "/agent_backend/api/sse/permission-response/s1", "URL");
+      equal(
+        api.calls[0].body,
+        {
+          approved: true,
+          reason: "",
+          request_id: "r2",
+          arguments: { path: "/b", mode: "w" },
+          remember: "session",
+        },
+        "approve with edits, remembered",
+      );
+      equal(client.pendingPermissions.map((p) => p.request_id), ["r1", "r3"], "pending");
+      // No request id: the oldest one; only the fields given go out.
+      await client.respondToPermission(null, { approved: false, reason: "Wrong file", abort: true });
+      const abort = { approved: false, reason: "Wrong file", request_id: "r1", abort: true };
+      equal(api.calls[1].body, abort, "deny and stop the run");
+      const refused = await client.respondToPermission("r3", {
+        approved: false,
+        abort: false,
+        remember: null,
+      });
+      equal(api.calls[2].body, { approved: false, reason: "", request_id: "r3" }, "falsy: left out");
+      equal(refused.error.code, "invalid", "a 400 is returned");
+      equal(client.pendingPermissions.map((p) => p.request_id), ["r3"], "a 400 leaves it pending");
+      let thrown = null;
+      try {
+        await client.respondToPermission("r3", { approve: true }); // a typo must not deny
+      } catch (error) {
+        thrown = error;
+      }
+      assert(thrown instanceof TypeError, `a missing "approved" throws: ${thrown}`);
+      equal(api.calls.length, 3, "and sends nothing");
+      client.close();
+    },
+
+    async respondToPermissionsSettlesEachItemThatWasDecided() {
+      const results = [
+        { request_id: "r1", status: 200, decision: { status: "approved" } },
+        { request_id: "r2", status: 409, error: { code: "already_decided" } },
+        { request_id: "r3", status: 410, error: { code: "expired" } },
+        { request_id: "r4", status: 400, error: { code: "invalid" } },
+      ];
+      const api = fakeFetch((url, init, n) =>
+        n === 1
+          ? { status: 200, body: { success: true, data: { results } } }
+          : { status: 400, body: { success: false, error: { code: "invalid" } } },
+      );
+      const { client, nextSource } = make({ fetch: api.fetch });
+      client.connect();
+      const es = await nextSource(1);
+      es.open();
+      for (const [n, id] of ["r1", "r2", "r3", "r4", "r5"].entries()) {
+        published(es, "permission_request", { request_id: id, tool_name: "t" }, `${n + 1}-0`);
+      }
+      const answer = await client.respondToPermissions([
+        { requestId: "r1", approved: true, arguments: { a: 1 }, remember: "user" },
+        { requestId: "r2", approved: true },
+        { request_id: "r3", approved: false, reason: "no", abort: true },
+        { requestId: "r4", approved: true },
+      ]);
+      equal(answer, { success: true, data: { results } }, "the server's answer");
+      equal(api.calls.length, 1, "one POST");
+      equal(api.calls[0].url, "/agent_backend/api/sse/permission-response/s1", "URL");
+      equal(
+        api.calls[0].body,
+        {
+          decisions: [
+            { approved: true, reason: "", request_id: "r1", arguments: { a: 1 }, remember: "user" },
+            { approved: true, reason: "", request_id: "r2" },
+            { approved: false, reason: "no", request_id: "r3", abort: true },
+            { approved: true, reason: "", request_id: "r4" },
+          ],
+        },
+        "body",
+      );
+      const left = () => client.pendingPermissions.map((p) => p.request_id);
+      equal(left(), ["r4", "r5"], "200, 409 and 410 settled");
+      // The whole batch refused: nothing settles.
+      const refused = await client.respondToPermissions([{ requestId: "r5", approved: true }]);
+      equal(refused.success, false, "refused");
+      equal(left(), ["r4", "r5"], "still pending");
+      const empty = await client.respondToPermissions([]);
+      equal(empty, { success: true, data: { results: [] } }, "empty");
+      equal(api.calls.length, 2, "an empty batch asks nothing");
+      let thrown = null;
+      try {
+        await client.respondToPermissions([{ approved: true }]);
+      } catch (error) {
+        thrown = error;
+      }
+      assert(thrown instanceof TypeError, `an answer without its request id throws: ${thrown}`);
+      equal(api.calls.length, 2, "and sends nothing");
+      client.close();
+    },
+
     async closeStopsReconnecting() {
       const { client, sources, nextSource } = make({
         fetch: fakeFetch(() => 502).fetch,

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from agent_backend.demo import PERMISSION_TIMEOUT, STEP_DELAY, run_agent
+from agent_backend.demo import PERMISSION_TIMEOUT, SCENARIOS, STEP_DELAY, run_agent
 from sse import broker_backend
 from sse.models import StreamSession
 
@@ -22,6 +22,12 @@ class Command(BaseCommand):
         parser.add_argument("--step-delay", type=float, default=STEP_DELAY, help="seconds")
         parser.add_argument(
             "--permission-timeout", type=float, default=PERMISSION_TIMEOUT, help="seconds"
+        )
+        parser.add_argument(
+            "--scenario",
+            choices=sorted(SCENARIOS),
+            default="single",
+            help="single: one tool asks for permission; parallel: two ask at once",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -40,10 +46,13 @@ class Command(BaseCommand):
                 session_id,
                 step_delay=options["step_delay"],
                 permission_timeout=options["permission_timeout"],
+                scenario=options["scenario"],
                 report=self._report,
             )
         )
-        self.stdout.write(f"Run {outcome.run_id} finished: permission {outcome.permission}")
+        self.stdout.write(
+            f"Run {outcome.run_id} finished: permission {outcome.permission} ({outcome.outcome})"
+        )
 
     def _report(self, event_type: str, data: dict[str, Any]) -> None:
         details = {k: v for k, v in data.items() if k not in ("run_id", "arguments")}

@@ -1,5 +1,7 @@
 // The demo page: log in, open the session's stream with AgentSSEClient, run
-// the simulated agent, answer its permission request.  No framework, no build.
+// the simulated agent, answer its permission requests (edit the arguments,
+// remember, deny with a message, stop the run, approve several at once).
+// No framework, no build.
 
 const config = JSON.parse(document.getElementById("demo-config").textContent);
 const { AgentSSEClient } = await import(config.clientUrl);
@@ -32,19 +34,28 @@ const ui = {
   shareLink: $("share-link"),
   newSession: $("new-session"),
   run: $("run"),
+  scenario: $("scenario"),
   runMessage: $("run-message"),
   tools: $("tools"),
   timeline: $("timeline"),
   eventCount: $("event-count"),
   dialog: $("permission-dialog"),
+  permQueue: $("permission-queue"),
+  permQueueCount: $("permission-queue-count"),
+  permList: $("permission-list"),
+  approveAll: $("permission-approve-all"),
   permTool: $("permission-tool"),
+  permCall: $("permission-call"),
   permDescription: $("permission-description"),
   permArguments: $("permission-arguments"),
+  permArgumentsError: $("permission-arguments-error"),
+  permUndo: $("permission-undo"),
   permCountdown: $("permission-countdown"),
   permReason: $("permission-reason"),
   permError: $("permission-error"),
   approve: $("permission-approve"),
   deny: $("permission-deny"),
+  abort: $("permission-abort"),
 };
 
 let client = null;
@@ -56,7 +67,13 @@ let starting = false;
 let eventCount = 0;
 // Client clock minus server clock (ms), from the server's own timestamps.
 let serverOffset = 0;
-let shownRequest = null;
+// The request shown in the dialog's editor, and each request's edited
+// arguments (the editor's text) by request id.
+let selectedId = null;
+const drafts = new Map();
+// Request ids answered from this tab (their permission_cleared is no news).
+const answeredHere = new Set();
+let answering = false;
 let countdownTimer = null;
 let loginWaiters = [];
 
@@ -224,7 +241,7 @@ function connect() {
   client.on("run_finished", onRunFinished);
   client.on("tool_status", onToolStatus);
   client.on("tool_result", onToolResult);
-  client.on("permission_request", showNextPermission);
+  client.on("permission_request", renderPermissions);
   client.on("permission_cleared", onPermissionCleared);
   client.connect();
 }
@@ -308,7 +325,10 @@ ui.run.addEventListener("click", async () => {
   updateRunButton();
   ui.runMessage.textContent = "Starting…";
   try {
-    const result = await authorizedPost(config.runUrl, { session_id: sessionId });
+    const result = await authorizedPost(config.runUrl, {
+      session_id: sessionId,
+      scenario: ui.scenario.value,
+    });
     if (result.ok) ui.runMessage.textContent = "Running";
     else if (result.status === 409) {
       runGoing = true;
@@ -334,8 +354,11 @@ function onRunFinished(message) {
   runGoing = false;
   updateRunButton();
   const { outcome, reason } = message.data;
-  ui.runMessage.textContent =
-    outcome === "completed" ? "Run finished" : `Run finished (${outcome}${reason ? `: ${reason}` : ""})`;
+  if (outcome === "aborted") ui.runMessage.textContent = `Run stopped${reason ? `: ${reason}` : ""}`;
+  else {
+    ui.runMessage.textContent =
+      outcome === "completed" ? "Run finished" : `Run finished (${outcome}${reason ? `: ${reason}` : ""})`;
+  }
 }
 
 function toolRow(name) {
@@ -401,8 +424,12 @@ function describe(message) {
           : "";
       return `${d.tool_name}: ${d.status}${percent}${d.message ? ` — ${d.message}` : ""}`;
     }
-    case "tool_result":
-      return `${d.tool_name}: ${d.success ? `success ${compact(d.result)}` : `failed — ${d.error || ""}`}`;
+    case "tool_result": {
+      if (!d.success) {
+        return `${d.tool_name}: failed — ${d.error || ""}${d.aborted ? " (run stopped)" : ""}`;
+      }
+      return `${d.tool_name}: success ${compact(d.result)}${d.edited ? " (with your edits)" : ""}`;
+    }
     case "permission_request":
       return `${d.tool_name} asks for permission ${compact(d.arguments)}`;
     case "permission_cleared":
@@ -463,101 +490,298 @@ function addLocalEntry(state, detail) {
 }
 
 // -- the permission dialog --------------------------------------------------------
+//
+// One request: its tool, description, arguments in a JSON editor, countdown,
+// and the answer (approve once / for this session / always for me, deny with a
+// message, stop the run).  Several: a list above it, each with its own
+// actions, and "Approve all" (one batch POST).  The message and the remember
+// choice apply to whichever answer is given; edits belong to their request.
 
 function expiresAt(request) {
   return request.expires_at_ms ?? Date.parse(request.expires_at);
 }
 
-function showNextPermission() {
-  const next = client?.pendingPermissions[0];
-  if (!next) {
+function isExpired(request) {
+  return expiresAt(request) - (Date.now() - serverOffset) <= 0;
+}
+
+function pending() {
+  return client?.pendingPermissions ?? [];
+}
+
+function selectedRequest() {
+  return pending().find((p) => p.request_id === selectedId) ?? null;
+}
+
+function pretty(value) {
+  return JSON.stringify(value ?? {}, null, 2);
+}
+
+// JSON with sorted keys: an edit that only reorders keys is no edit.
+function canonical(value) {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
+  if (value && typeof value === "object") {
+    const keys = Object.keys(value).sort();
+    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonical(value[k])}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/** A request's draft: {error} if it cannot be sent, else {edits} (undefined: as asked). */
+function parseDraft(request) {
+  const text = drafts.get(request.request_id);
+  if (text === undefined) return { edits: undefined };
+  let value;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    return { error: `Not valid JSON: ${error.message}` };
+  }
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    return { error: "The arguments must be a JSON object: { ... }." };
+  }
+  return { edits: canonical(value) === canonical(request.arguments ?? {}) ? undefined : value };
+}
+
+function renderPermissions() {
+  const waiting = pending();
+  if (!waiting.length) {
     closeDialog();
     return;
   }
-  if (shownRequest?.request_id === next.request_id) return;
-  shownRequest = next;
-  ui.dialog.dataset.requestId = next.request_id;
-  ui.permTool.textContent = next.tool_name;
-  ui.permDescription.textContent = next.description || "";
-  ui.permArguments.textContent = JSON.stringify(next.arguments, null, 2);
-  ui.permReason.value = "";
-  ui.permError.textContent = "";
-  setAnswering(false);
+  for (const id of drafts.keys()) {
+    if (!waiting.some((p) => p.request_id === id)) drafts.delete(id);
+  }
+  if (!ui.dialog.open) resetAnswer();
+  if (!waiting.some((p) => p.request_id === selectedId)) select(waiting[0]);
+  renderQueue(waiting);
+  updateActions();
   if (!ui.dialog.open) ui.dialog.showModal();
-  clearInterval(countdownTimer);
+  if (countdownTimer === null) countdownTimer = setInterval(tick, 250);
   tick();
-  countdownTimer = setInterval(tick, 250);
+}
+
+/** Show `request` in the editor. */
+function select(request) {
+  selectedId = request.request_id;
+  ui.dialog.dataset.requestId = request.request_id;
+  ui.permTool.textContent = request.tool_name;
+  ui.permCall.textContent = request.tool_call_id || "";
+  ui.permDescription.textContent = request.description || "";
+  // defaultValue: what was asked (the element's text); value: the draft.
+  ui.permArguments.defaultValue = pretty(request.arguments);
+  ui.permArguments.value = drafts.get(request.request_id) ?? pretty(request.arguments);
+  ui.permError.textContent = "";
+}
+
+function renderQueue(waiting) {
+  ui.permQueue.hidden = waiting.length < 2;
+  if (waiting.length < 2) {
+    ui.permList.replaceChildren();
+    return;
+  }
+  ui.permQueueCount.textContent = `${waiting.length} requests waiting`;
+  const rows = waiting.map((request) => {
+    let li = ui.permList.querySelector(`li[data-request-id="${CSS.escape(request.request_id)}"]`);
+    if (!li) {
+      li = document.createElement("li");
+      li.dataset.requestId = request.request_id;
+      li.innerHTML =
+        '<button type="button" class="pick" data-action="select" title="Show and edit">' +
+        '<code class="tool-name"></code> <span class="muted"></span></button>' +
+        '<span class="left muted"></span>' +
+        '<button type="button" data-action="deny">Deny</button>' +
+        '<button type="button" data-action="approve" class="primary">Approve</button>';
+      li.querySelector(".tool-name").textContent = request.tool_name;
+      li.querySelector(".pick .muted").textContent = compact(request.arguments);
+    }
+    return li;
+  });
+  ui.permList.replaceChildren(...rows);
+  for (const li of rows) {
+    li.setAttribute("aria-current", String(li.dataset.requestId === selectedId));
+  }
+}
+
+function updateActions() {
+  const request = selectedRequest();
+  if (!request) return;
+  const draft = parseDraft(request);
+  const expired = isExpired(request);
+  ui.permArgumentsError.textContent = draft.error || "";
+  ui.permArguments.setAttribute("aria-invalid", String(Boolean(draft.error)));
+  ui.permArguments.dataset.edited = String(Boolean(draft.edits));
+  ui.permUndo.hidden = !drafts.has(request.request_id);
+  ui.approve.textContent = draft.edits ? "Approve with edits" : "Approve";
+  ui.approve.disabled = answering || expired || Boolean(draft.error);
+  ui.deny.disabled = ui.abort.disabled = answering || expired;
+  const waiting = pending();
+  for (const li of ui.permList.children) {
+    const item = waiting.find((p) => p.request_id === li.dataset.requestId);
+    if (!item) continue;
+    const gone = answering || isExpired(item);
+    li.querySelector('[data-action="approve"]').disabled = gone || Boolean(parseDraft(item).error);
+    li.querySelector('[data-action="deny"]').disabled = gone;
+  }
+  const open = waiting.filter((p) => !isExpired(p));
+  const broken = open.find((p) => parseDraft(p).error);
+  ui.approveAll.disabled = answering || !open.length || Boolean(broken);
+  ui.approveAll.textContent = `Approve all (${open.length})`;
+  ui.approveAll.title = broken ? `Fix the arguments of ${broken.tool_name} first` : "";
+}
+
+function remaining(request) {
+  const ms = expiresAt(request) - (Date.now() - serverOffset);
+  return ms > 0 ? `${Math.ceil(ms / 1000)} s` : "expired";
 }
 
 function tick() {
-  if (!shownRequest) return;
-  const remaining = expiresAt(shownRequest) - (Date.now() - serverOffset);
-  if (remaining > 0) {
-    ui.permCountdown.textContent = `${Math.ceil(remaining / 1000)} s`;
+  const request = selectedRequest();
+  if (!request) {
+    // Normally the server's permission_cleared removes it; if that was lost,
+    // the client stops listing the request a little after its expiry.
+    renderPermissions();
     return;
   }
-  ui.permCountdown.textContent = "expired";
-  ui.approve.disabled = ui.deny.disabled = true;
-  // Normally the server's permission_cleared closes it; if that was lost,
-  // the client stops listing the request a little after its expiry.
-  if (!client.pendingPermissions.some((p) => p.request_id === shownRequest.request_id)) {
-    closeDialog();
-    showNextPermission();
+  ui.permCountdown.textContent = remaining(request);
+  const waiting = pending();
+  for (const li of ui.permList.children) {
+    const item = waiting.find((p) => p.request_id === li.dataset.requestId);
+    if (item) li.querySelector(".left").textContent = remaining(item);
   }
+  updateActions();
 }
 
-function setAnswering(answering) {
-  ui.approve.disabled = ui.deny.disabled = answering;
+function setAnswering(value) {
+  answering = value;
+  updateActions();
+}
+
+/** The message and remember choice back to their defaults. */
+function resetAnswer() {
+  ui.permReason.value = "";
+  ui.permError.textContent = "";
+  ui.dialog.querySelector('input[name="remember"][value=""]').checked = true;
 }
 
 function closeDialog() {
   clearInterval(countdownTimer);
   countdownTimer = null;
-  shownRequest = null;
+  selectedId = null;
+  drafts.clear();
+  ui.permList.replaceChildren();
   delete ui.dialog.dataset.requestId;
   if (ui.dialog.open) ui.dialog.close();
 }
 
 function onPermissionCleared(message) {
   const { request_id: requestId, status } = message.data;
-  if (shownRequest?.request_id === requestId) {
+  if (requestId === selectedId && !answeredHere.has(requestId)) {
     // Not answered here: expired, cancelled, or answered in another tab.
-    ui.runMessage.textContent = `The request for ${shownRequest.tool_name}: ${status}`;
-    closeDialog();
+    ui.runMessage.textContent = `The request for ${ui.permTool.textContent}: ${status}`;
   }
-  showNextPermission();
+  renderPermissions();
 }
 
-async function answer(approved) {
-  const request = shownRequest;
-  if (!request) return;
+/** The answer the form holds, for `request`. */
+function answerFor(request, approved, abort = false) {
+  const fallback = abort ? "Stopped in the demo" : `${approved ? "Approved" : "Denied"} in the demo`;
+  const reason = ui.permReason.value.trim() || fallback;
+  const answer = { requestId: request.request_id, approved, reason };
+  if (approved) {
+    const { edits } = parseDraft(request);
+    if (edits !== undefined) answer.arguments = edits;
+    const remember = ui.dialog.querySelector('input[name="remember"]:checked')?.value;
+    if (remember) answer.remember = remember;
+  }
+  if (abort) answer.abort = true;
+  return answer;
+}
+
+function isPending(requestId) {
+  return pending().some((p) => p.request_id === requestId);
+}
+
+async function send(answers, post) {
+  answers.forEach((a) => answeredHere.add(a.requestId));
   setAnswering(true);
   ui.permError.textContent = "";
-  const reason =
-    ui.permReason.value.trim() || (approved ? "Approved in the demo" : "Denied in the demo");
-  let result;
   try {
-    result = await client.approvePermission(approved, reason, request.request_id);
+    return await post();
   } catch (error) {
     ui.permError.textContent = `Not sent: ${error.message}`;
+    return null;
+  } finally {
     setAnswering(false);
-    return;
   }
-  if (!result.success) {
-    const code = result.error?.code || "";
-    if (client.pendingPermissions.some((p) => p.request_id === request.request_id)) {
-      ui.permError.textContent = result.error?.message || code;
-      setAnswering(false);
-      return;
-    }
-    ui.runMessage.textContent = `Not recorded: ${result.error?.message || code}`;
-  }
-  if (shownRequest === request) closeDialog();
-  showNextPermission();
 }
 
-ui.approve.addEventListener("click", () => answer(true));
-ui.deny.addEventListener("click", () => answer(false));
+async function answerOne(request, approved, abort = false) {
+  if (approved && parseDraft(request).error) return;
+  const { requestId, ...answer } = answerFor(request, approved, abort);
+  const result = await send([{ requestId }], () => client.respondToPermission(requestId, answer));
+  if (!result) return;
+  const why = result.error?.message || result.error?.code;
+  if (result.success) resetAnswer();
+  else if (isPending(requestId)) ui.permError.textContent = why;
+  else ui.runMessage.textContent = `Not recorded: ${why}`;
+  renderPermissions();
+}
+
+async function answerAll() {
+  const open = pending().filter((p) => !isExpired(p));
+  if (!open.length || open.some((p) => parseDraft(p).error)) return;
+  const answers = open.map((p) => answerFor(p, true));
+  const result = await send(answers, () => client.respondToPermissions(answers));
+  if (!result) return;
+  if (!result.success) {
+    ui.permError.textContent = result.error?.message || result.error?.code;
+  } else {
+    const failed = result.data.results.filter((r) => r.status !== 200);
+    const why = (r) => `${r.request_id}: ${r.error?.message || r.error?.code || r.status}`;
+    if (failed.length) ui.permError.textContent = `Not recorded: ${failed.map(why).join("; ")}`;
+    else resetAnswer();
+  }
+  renderPermissions();
+}
+
+ui.permArguments.addEventListener("input", () => {
+  const request = selectedRequest();
+  if (!request) return;
+  drafts.set(request.request_id, ui.permArguments.value);
+  updateActions();
+});
+ui.permUndo.addEventListener("click", () => {
+  const request = selectedRequest();
+  if (!request) return;
+  drafts.delete(request.request_id);
+  ui.permArguments.value = pretty(request.arguments);
+  updateActions();
+  ui.permArguments.focus();
+});
+ui.permList.addEventListener("click", (event) => {
+  const button = event.target.closest("button[data-action]");
+  const request = pending().find((p) => p.request_id === button?.closest("li")?.dataset.requestId);
+  if (!request) return;
+  if (button.dataset.action === "select") {
+    select(request);
+    renderQueue(pending());
+    updateActions();
+  } else answerOne(request, button.dataset.action === "approve");
+});
+ui.approve.addEventListener("click", () => {
+  const request = selectedRequest();
+  if (request) answerOne(request, true);
+});
+ui.deny.addEventListener("click", () => {
+  const request = selectedRequest();
+  if (request) answerOne(request, false);
+});
+ui.abort.addEventListener("click", () => {
+  const request = selectedRequest();
+  if (request) answerOne(request, false, true);
+});
+ui.approveAll.addEventListener("click", answerAll);
 // A request needs an answer: Escape does not dismiss it.
 ui.dialog.addEventListener("cancel", (event) => event.preventDefault());
 

@@ -60,6 +60,24 @@ const SETTLED_MEMORY = 1000;
 // permission_cleared never arrived (lost with a server's memory broker).
 const EXPIRED_GRACE_MS = 10000;
 
+// Answers after which a request is no longer pending: recorded, already
+// decided (409, by another tab or a rule) or expired (410).
+const SETTLED_STATUSES = new Set([200, 409, 410]);
+
+/** The POST body of one answer; only the fields given go out. */
+function answerBody(answer, requestId) {
+  const { approved, reason = "", arguments: edits, abort, remember } = answer || {};
+  if (typeof approved !== "boolean") {
+    throw new TypeError(`AgentSSEClient: "approved" must be true or false, not ${approved}`);
+  }
+  const body = { approved, reason: String(reason ?? "") };
+  if (requestId) body.request_id = requestId;
+  if (edits !== undefined && edits !== null) body.arguments = edits;
+  if (abort) body.abort = true;
+  if (remember) body.remember = remember;
+  return body;
+}
+
 function parseEventId(id) {
   const match = /^(\d{1,20})(?:-(\d{1,20}))?$/.exec(String(id ?? "").trim());
   return match ? [BigInt(match[1]), BigInt(match[2] ?? "0")] : null;
@@ -546,9 +564,49 @@ class AgentSSEClient {
    * {success: true, data: decision} or {success: false, error: {code, message, ...}}.
    */
   async approvePermission(approved, reason = "", requestId = undefined) {
+    return this.respondToPermission(requestId, { approved: Boolean(approved), reason });
+  }
+
+  /**
+   * Answer one request (`requestId` null: the oldest pending one, pinned):
+   * `{approved, reason, arguments, abort, remember}`.  `arguments` (approvals)
+   * runs the tool with these instead; `abort: true` (denials) stops the whole
+   * run; `remember` (approvals) is "session" or "user": later requests for the
+   * tool are approved without asking.  Resolves to the server's JSON answer,
+   * as approvePermission does.
+   */
+  async respondToPermission(requestId, answer = {}) {
     const id = requestId ?? this.pendingPermissions[0]?.request_id;
-    const body = { approved: Boolean(approved), reason: String(reason ?? "") };
-    if (id) body.request_id = id;
+    const { response, result } = await this._answer(answerBody(answer, id));
+    // Answered, already decided (409) or expired (410): it is no longer pending.
+    if (id && SETTLED_STATUSES.has(response.status)) this._settle(id);
+    return result;
+  }
+
+  /**
+   * Answer several requests in one POST (the server takes 1-50), each
+   * `{requestId, approved, reason, arguments, abort, remember}` and each
+   * decided on its own.  Resolves to the server's JSON answer:
+   * {success: true, data: {results: [{request_id, status, decision | error}]}},
+   * in the order given; an empty list resolves so without asking the server.
+   */
+  async respondToPermissions(answers) {
+    const decisions = [...answers].map((answer) => {
+      const id = answer?.requestId ?? answer?.request_id;
+      if (!id) throw new TypeError("AgentSSEClient: each answer of a batch needs its requestId");
+      return answerBody(answer, id);
+    });
+    if (!decisions.length) return { success: true, data: { results: [] } };
+    const { response, result } = await this._answer({ decisions });
+    if (response.ok) {
+      for (const item of result?.data?.results || []) {
+        if (item?.request_id && SETTLED_STATUSES.has(item.status)) this._settle(item.request_id);
+      }
+    }
+    return result;
+  }
+
+  async _answer(body) {
     const response = await this._authorizedFetch(this._endpoint("permission-response"), {
       method: "POST",
       headers: { "Content-Type": "application/json" },
@@ -563,11 +621,7 @@ class AgentSSEClient {
         error: { code: "bad_response", message: `HTTP ${response.status}` },
       };
     }
-    // Answered, already decided (409) or expired (410): it is no longer pending.
-    if (id && (response.ok || response.status === 409 || response.status === 410)) {
-      this._settle(id);
-    }
-    return result;
+    return { response, result };
   }
 
   async _authorizedFetch(url, init) {

@@ -3,8 +3,9 @@
  * product note's useSSEConnection but resuming without loss, backing off,
  * refreshing tokens and deduplicating permission requests.
  *
- *   const { state, isConnected, toolStatus, permissionRequest, lastEvent,
- *           approvePermission, client } = useAgentStream(sessionId, { token, getToken });
+ *   const { state, isConnected, toolStatus, permissionRequest, permissionRequests,
+ *           lastEvent, approvePermission, respond, respondAll, client } =
+ *     useAgentStream(sessionId, { token, getToken });
  *
  * Plain JavaScript (no JSX): copy it into an app, or import it from the
  * static files with an import map that names "react".
@@ -16,7 +17,8 @@ import { AgentSSEClient } from "../sse-client.mjs";
 export function useAgentStream(sessionId, options = {}) {
   const [state, setState] = useState("idle");
   const [toolStatus, setToolStatus] = useState(null);
-  const [permissionRequest, setPermissionRequest] = useState(null);
+  // Every unanswered request, oldest first (permissionRequest is the first).
+  const [permissionRequests, setPermissionRequests] = useState([]);
   const [lastEvent, setLastEvent] = useState(null);
   const clientRef = useRef(null);
   // The latest callbacks, without reconnecting when a parent re-renders.
@@ -34,7 +36,7 @@ export function useAgentStream(sessionId, options = {}) {
       getToken: current.getToken ? (info) => optionsRef.current.getToken(info) : null,
     });
     clientRef.current = client;
-    const syncPermission = () => setPermissionRequest(client.pendingPermissions[0] ?? null);
+    const syncPermission = () => setPermissionRequests(client.pendingPermissions);
     const unsubscribe = [
       client.onStateChange((next) => setState(next)),
       client.on("tool_status", (message) => setToolStatus(message.data)),
@@ -50,7 +52,7 @@ export function useAgentStream(sessionId, options = {}) {
       unsubscribe.forEach((off) => off());
       client.close();
       if (clientRef.current === client) clientRef.current = null;
-      setPermissionRequest(null);
+      setPermissionRequests([]);
     };
   }, [sessionId, apiBase]);
 
@@ -59,21 +61,37 @@ export function useAgentStream(sessionId, options = {}) {
     if (token) clientRef.current?.setToken(token);
   }, [token]);
 
-  const approvePermission = useCallback(async (approved, reason = "", requestId = undefined) => {
+  // Answer through the client, then show what is still pending.
+  const answer = useCallback(async (method, args) => {
     const client = clientRef.current;
     if (!client) throw new Error("useAgentStream: not connected to a session");
-    const result = await client.approvePermission(approved, reason, requestId);
-    setPermissionRequest(client.pendingPermissions[0] ?? null);
+    const result = await client[method](...args);
+    setPermissionRequests(client.pendingPermissions);
     return result;
   }, []);
+  // approvePermission(approved, reason, requestId), as the note's useSSEConnection has it.
+  const approvePermission = useCallback((...args) => answer("approvePermission", args), [answer]);
+  // respond(requestId, {approved, reason, arguments, abort, remember})
+  const respond = useCallback(
+    (requestId, reply) => answer("respondToPermission", [requestId, reply]),
+    [answer],
+  );
+  // respondAll([{requestId, approved, ...}, ...]): one POST, each decided on its own.
+  const respondAll = useCallback(
+    (answers) => answer("respondToPermissions", [answers]),
+    [answer],
+  );
 
   return {
     state,
     isConnected: state === "open",
     toolStatus,
-    permissionRequest,
+    permissionRequest: permissionRequests[0] ?? null,
+    permissionRequests,
     lastEvent,
     approvePermission,
+    respond,
+    respondAll,
     client: clientRef.current,
   };
 }
