@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -16,6 +19,8 @@ from sse._stream.events import parse_id, prepare
 from sse._transport import Broker
 from sse.exceptions import BrokerUnavailable
 from sse.testing import StreamEnded, open_stream
+from tests.servers import ROOT, database_url
+from tests.topologies import Node
 
 
 @dataclass
@@ -161,3 +166,49 @@ def publish_when_possible(broker: Broker, session_id: str, data: Any, timeout: f
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+def replicated(primary: Node) -> None:
+    """Every write so far has reached ``primary``'s replica."""
+    with primary.client() as client:
+        assert client.execute_command("WAIT", 1, 5000) == 1
+
+
+def cut_replication(replica: Node) -> None:
+    """The replica drops its link to its primary and cannot make a new one
+    (it sends a password the primary does not have) until ``mend``: what
+    the primary accepts from now on, the replica never gets."""
+    with replica.client() as client:
+        client.config_set("masterauth", "not-the-password")
+        client.client_kill_filter(_type="master")
+
+
+def mend(replica: Node) -> None:
+    with replica.client() as client:
+        client.config_set("masterauth", "")
+
+
+def start_agent(session_id: str, redis_url: str) -> subprocess.Popen[str]:
+    """``manage.py request_permission`` in a process of its own, waiting up to 60 s."""
+    from django.db import connection
+
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL", "SSE_OVERRIDES"}
+    }
+    env |= {
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": database_url(connection.settings_dict),
+        "REDIS_URL": redis_url,
+        "PYTHONUNBUFFERED": "1",
+    }
+    argv = [sys.executable, "manage.py", "request_permission", session_id, "deploy", "{}"]
+    return subprocess.Popen(
+        [*argv, "--timeout", "60"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )

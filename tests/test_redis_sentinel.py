@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import uuid
 
 import pytest
@@ -28,47 +25,22 @@ from tests.failover import (
     Follower,
     Publisher,
     assert_no_silent_hole,
+    cut_replication,
+    mend,
     publish_when_possible,
+    replicated,
+    start_agent,
     until,
 )
 from tests.permissions_support import orm, published_pending
-from tests.servers import ROOT, database_url
 from tests.streaming import collect_types, events_url, health_data, until_connected
-from tests.topologies import MASTER_NAME, Node, SentinelTopology
+from tests.topologies import MASTER_NAME, SentinelTopology
 
 pytestmark = [pytest.mark.redis, pytest.mark.production]
 
 
 def _replicated(topology: SentinelTopology) -> None:
-    """Every write so far has reached the replica."""
-    primary = topology.current_primary()
-    with primary.client() as client:
-        assert client.execute_command("WAIT", 1, 5000) == 1
-
-
-def _cut_replication(replica: Node) -> None:
-    """The replica drops its link to the primary and cannot make a new one
-    (it sends a password the primary does not have) until ``_mend``."""
-    with replica.client() as client:
-        client.config_set("masterauth", "not-the-password")
-        client.client_kill_filter(_type="master")
-
-
-def _mend(replica: Node) -> None:
-    with replica.client() as client:
-        client.config_set("masterauth", "")
-
-
-def _start_agent(session_id: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    argv = [sys.executable, "manage.py", "request_permission", session_id, "deploy", "{}"]
-    return subprocess.Popen(
-        [*argv, "--timeout", "60"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    replicated(topology.current_primary())
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
@@ -189,11 +161,11 @@ async def test_what_the_new_primary_never_received_is_a_replay_gap(
         _replicated(sentinel)
         old = sentinel.current_primary()
         replica = next(node for node in sentinel.nodes if node is not old)
-        _cut_replication(replica)
+        cut_replication(replica)
         lost = [publisher.publish(sid, prepare(sid, "tool_status", {"n": n})) for n in (3, 4)]
         await follower.until(lost[-1])  # delivered live by the old primary
         old.kill()
-        _mend(replica)
+        mend(replica)
         await asyncio.to_thread(sentinel.wait_failover, old)
         with replica.client() as client:
             stored = [entry[0].decode() for entry in client.xrange(f"sse_buffer:{sid}")]
@@ -224,25 +196,12 @@ async def test_a_pending_approval_completes_exactly_once_across_a_failover(
     """The agent waits in a process of its own; the primary dies and the
     person answers while no primary is elected: the decision stands once,
     the agent gets it (re-reading the row), a second answer is refused."""
-    from django.db import connection
-
     from tests.test_permissions_live import answer
 
     server = server_factory(env={"REDIS_URL": sentinel.url}, name="sentinel")
     user, token = make_user()
     sid = make_session(user).session_id
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL", "SSE_OVERRIDES"}
-    }
-    env |= {
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": database_url(connection.settings_dict),
-        "REDIS_URL": sentinel.url,
-        "PYTHONUNBUFFERED": "1",
-    }
-    agent = _start_agent(sid, env)
+    agent = start_agent(sid, sentinel.url)
     try:
         (row,) = await published_pending(sid)
         _replicated(sentinel)

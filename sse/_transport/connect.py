@@ -296,8 +296,10 @@ class ClusterEndpoint(RedisEndpoint):
         super().__init__(url, parsed)
         self.seeds = parsed.hosts
         options = _url_options(parsed.single)
-        for name in ("host", "port", "db"):
+        for name in ("host", "port", "db", "connection_class"):
             options.pop(name, None)
+        if parsed.single.startswith("rediss:"):
+            options["ssl"] = True  # RedisCluster's way of saying SSLConnection
         self._options = {**OPTIONS, **options}
 
     def client(self, retry: Retry | None = None) -> SyncClient:

@@ -380,8 +380,12 @@ class RedisBroker(Broker):
         return BufferInfo(length, newest[0][0].decode() if newest else None)
 
     def is_connected(self) -> bool:
+        """Whether Redis answers: the server, the primary, or every cluster primary."""
         try:
-            return bool(self._clients()[1].ping())
+            figures = self._clients()[1]
+            if self._tagged:
+                return bool(figures.ping(target_nodes="primaries"))
+            return bool(figures.ping())
         except (RedisError, BrokerUnavailable):
             return False
 
