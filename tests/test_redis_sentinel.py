@@ -170,6 +170,12 @@ async def test_what_the_new_primary_never_received_is_a_replay_gap(
         with replica.client() as client:
             stored = [entry[0].decode() for entry in client.xrange(f"sse_buffer:{sid}")]
         assert stored == kept  # the replica never got the last two
+        # Before the new primary stored any event of the session: every
+        # position may be missing what the old one accepted last.
+        async with open_stream(url, headers={"Last-Event-ID": kept[-1]}) as early:
+            await until_connected(early)
+            [early_gap] = await collect_types(early, 1, "replay_gap")
+        assert early_gap.json()["data"] == {"missed_from": kept[-1], "resumed_at": None}
         after = await asyncio.to_thread(publish_when_possible, publisher, sid, {"n": 5})
         await follower.until(after)
         async with open_stream(url, headers={"Last-Event-ID": kept[-1]}) as late:

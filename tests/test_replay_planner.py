@@ -118,3 +118,10 @@ def test_a_client_whose_position_the_new_primary_never_had_gets_a_gap() -> None:
     replay = plan_replay(_fenced(10, 20, 40, fence=40, after=30), (30, 0))
     assert replay.gap == Gap("30-0", "40-0")
     assert [event.key for event in replay.events] == [(40, 0)]
+
+
+def test_before_a_new_primary_stored_any_event_every_client_gets_a_gap() -> None:
+    read = _buffer((10,), (20,), after=(20,))
+    read.moved = True
+    assert plan_replay(read, (20, 0)).gap == Gap("20-0", None)
+    assert plan_replay(read, None).gap is None  # a fresh client is owed nothing

@@ -19,6 +19,9 @@ class BufferRead:
     from the buffer to respect ``BUFFER_SIZE``; ``fences`` the keys of the
     events that were the first a new primary stored for the session (after
     a failover, Sentinel or Cluster): events just before each may be gone.
+    ``moved``: the session's newest event was stored by a primary that is
+    no longer the one answering, and this one has stored none yet: what the
+    old one accepted last may be gone, after any position.
     """
 
     exists: bool
@@ -26,6 +29,7 @@ class BufferRead:
     trimmed: EventKey | None = None
     events: list[Event] = field(default_factory=list)
     fences: tuple[EventKey, ...] = ()
+    moved: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +75,7 @@ def plan_replay(read: BufferRead, position: EventKey | None, *, whole: bool = Fa
     events = [event for event in read.events if event.key > after]
     # A fence the client has not passed: what the old primary accepted last
     # may never have reached this one, and nobody can tell the client what.
-    fenced = any(key > position for key in read.fences)
+    fenced = read.moved or any(key > position for key in read.fences)
     gap = None
     if unknown or missed or fenced:
         gap = Gap(format_id(position), events[0].id if events else None)

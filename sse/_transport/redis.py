@@ -54,17 +54,23 @@ return id
 # KEYS: buffer, last id. ARGV: exclusive start id, or '' for none.
 # -> {0, last id or false} when the buffer does not exist (expired), else
 # {1, newest, trimmed, entries} where trimmed is the marker entry's id ('0-0'
-# while nothing was dropped).
-READ = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {0, redis.call('GET', KEYS[2])} end
+# while nothing was dropped).  READ_FENCED (Sentinel, Cluster) also takes
+# the writer key and adds to either reply whether the session's newest
+# event was stored by another primary than this one (see PUBLISH_FENCED):
+# until this primary stores one, a client anywhere in the session may have
+# missed what the old primary accepted last.
+_READ = """%(me)s
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, redis.call('GET', KEYS[2])%(moved)s} end
 local info = redis.call('XINFO', 'STREAM', KEYS[1])
 local fields = {}
 for i = 1, #info, 2 do fields[info[i]] = info[i + 1] end
 local trimmed = '0-0'
 if fields['entries-added'] > fields['length'] then trimmed = fields['first-entry'][1] end
-if ARGV[1] == '' then return {1, fields['last-generated-id'], trimmed, {}} end
-return {1, fields['last-generated-id'], trimmed, redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+')}
+local newest = fields['last-generated-id']
+if ARGV[1] == '' then return {1, newest, trimmed, {}%(moved)s} end
+return {1, newest, trimmed, redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+')%(moved)s}
 """
+READ = _READ % {"me": "", "moved": ""}
 READ_SHA = hashlib.sha1(READ.encode()).hexdigest().encode()
 
 # PUBLISH for Sentinel and Cluster.  KEYS: buffer, channel, last id, writer.
@@ -93,9 +99,9 @@ redis.call('SET', KEYS[4], me, 'EX', ARGV[4])
 redis.call('%(publish)s', KEYS[2], (fenced and '!' or '') .. id .. '\\n' .. ARGV[3])
 return id
 """
-# Who "me" is: the replication id changes when a replica is promoted (and
-# costs an INFO, about 8 us of Redis CPU per publish, bench/RESULTS.md); a
-# cluster node's id is its own, at 1 us.
+# Who "me" is: the replication id changes when a replica is promoted; it
+# costs an INFO (measured on Redis 7.0: the script takes 26 us of Redis CPU
+# instead of 17).  A cluster node's id is its own and costs 1 us.
 _IDENTITY = {
     "sentinel": "string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)')",
     "cluster": "redis.call('CLUSTER', 'MYID')",
@@ -120,6 +126,15 @@ def publish_script(topology: str) -> str:
     }
 
 
+def read_script(topology: str) -> str:
+    if topology == "single":
+        return READ
+    return _READ % {
+        "me": "local moved = redis.call('GET', KEYS[3]) ~= " + _IDENTITY[topology],
+        "moved": ", moved and 1 or 0",
+    }
+
+
 class RedisBroker(Broker):
     backend = "redis"
 
@@ -132,6 +147,8 @@ class RedisBroker(Broker):
         self.replicated = self.topology != "single"
         self._tagged = self.topology == "cluster"
         self._script = publish_script(self.topology)
+        self._read_script = read_script(self.topology).encode()
+        self._read_sha = hashlib.sha1(self._read_script).hexdigest().encode()
         # Made on first use: a cluster client asks the cluster for its slots
         # when it is made, and making the broker must not need Redis up.
         self._publish: Any = None
@@ -197,22 +214,25 @@ class RedisBroker(Broker):
         loop = asyncio.get_running_loop()
         self.start(loop)  # a loop that reads buffers serves streams
         start = "" if after is None else f"{after[0]}-{after[1]}"
-        keys = buffer_key(session_id, self._tagged), last_key(session_id, self._tagged)
-        request = command(b"EVALSHA", READ_SHA, b"2", *keys, start)
-        if self._tagged:
+        tagged = self._tagged
+        keys: tuple[str, ...] = (buffer_key(session_id, tagged), last_key(session_id, tagged))
+        if self.replicated:
+            keys += (writer_key(session_id, tagged),)
+        request = command(b"EVALSHA", self._read_sha, b"%d" % len(keys), *keys, start)
+        if tagged:
             reply = await self._read_slot(loop, key_slot(session_id.encode()), request, keys, start)
         else:
             reply = await self._read(self._loop_commands(loop), request, keys, start)
+        moved = self.replicated and bool(reply[-1])
         if not reply[0]:
-            return BufferRead(
-                exists=False, newest=parse_id(reply[1].decode()) if reply[1] else None
-            )
+            newest = parse_id(reply[1].decode()) if reply[1] else None
+            return BufferRead(exists=False, newest=newest, moved=moved)
         trimmed = parse_id(reply[2].decode())
         if trimmed == ZERO:
             trimmed = None
         events = [render(event_id, fields[1]) for event_id, fields in reply[3]]
         fences: tuple[EventKey, ...] = ()
-        if self.topology != "single":
+        if self.replicated:
             fences = tuple(
                 event.key
                 for event, (_, fields) in zip(events, reply[3], strict=True)
@@ -221,7 +241,7 @@ class RedisBroker(Broker):
         if trimmed is not None:
             events = [event for event in events if event.key > trimmed]  # not the marker
             fences = tuple(key for key in fences if key > trimmed)
-        return BufferRead(True, parse_id(reply[1].decode()), trimmed, events, fences)
+        return BufferRead(True, parse_id(reply[1].decode()), trimmed, events, fences, moved)
 
     def _loop_commands(self, loop: asyncio.AbstractEventLoop) -> Commands:
         commands = self._commands.get(loop)
@@ -237,8 +257,12 @@ class RedisBroker(Broker):
             self._node_commands[loop, address] = commands
         return commands
 
+    def _eval(self, keys: tuple[str, ...], start: str) -> bytes:
+        """The read script sent whole: Redis restarted or flushed its scripts."""
+        return command(b"EVAL", self._read_script, b"%d" % len(keys), *keys, start)
+
     async def _read(
-        self, commands: Commands, request: bytes, keys: tuple[str, str], start: str
+        self, commands: Commands, request: bytes, keys: tuple[str, ...], start: str
     ) -> Any:
         """The read script's reply, on this loop's pipelined connection
         (``resp.Commands``): a reconnect storm's reads share one socket."""
@@ -247,8 +271,7 @@ class RedisBroker(Broker):
             try:
                 reply = await commands.call(request)
                 if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
-                    # Redis restarted or flushed its scripts: send it whole.
-                    reply = await commands.call(command(b"EVAL", READ, b"2", *keys, start))
+                    reply = await commands.call(self._eval(keys, start))
             except (OSError, EOFError, RedisError, hiredis.ProtocolError) as exc:
                 if attempt == READ_ATTEMPTS:
                     raise BrokerUnavailable(f"Redis read failed: {exc}") from exc
@@ -264,7 +287,7 @@ class RedisBroker(Broker):
         loop: asyncio.AbstractEventLoop,
         slot: int,
         request: bytes,
-        keys: tuple[str, str],
+        keys: tuple[str, ...],
         start: str,
     ) -> Any:
         """``_read`` on the node serving ``slot``, following the cluster:
@@ -283,8 +306,7 @@ class RedisBroker(Broker):
                 commands = self.node_commands(loop, address)
                 reply = await commands.call(request, asking=asking is not None)
                 if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
-                    eval_request = command(b"EVAL", READ, b"2", *keys, start)
-                    reply = await commands.call(eval_request, asking=asking is not None)
+                    reply = await commands.call(self._eval(keys, start), asking=asking is not None)
                 asking = None
                 if isinstance(reply, hiredis.ReplyError):
                     moved = redirection(reply)
