@@ -73,9 +73,11 @@ def plan_replay(read: BufferRead, position: EventKey | None, *, whole: bool = Fa
         return Replay([], None, position, needs_whole_buffer=True)
     after = ZERO if unknown else position
     events = [event for event in read.events if event.key > after]
-    # A fence the client has not passed: what the old primary accepted last
-    # may never have reached this one, and nobody can tell the client what.
-    fenced = read.moved or any(key > position for key in read.fences)
+    # A fence the client has not passed, or a new primary that has stored
+    # nothing yet: what the old one accepted last may never have reached
+    # this one, and nobody can tell the client what.  A client that has
+    # seen no event is owed nothing.
+    fenced = (read.moved and position != ZERO) or any(key > position for key in read.fences)
     gap = None
     if unknown or missed or fenced:
         gap = Gap(format_id(position), events[0].id if events else None)

@@ -88,6 +88,8 @@ class SlotMap:
         loop = asyncio.get_running_loop()
         task = self._refreshing.get(loop)
         if task is None or task.done():
+            for closed in [other for other in self._refreshing if other.is_closed()]:
+                del self._refreshing[closed]
             task = self._refreshing[loop] = loop.create_task(self._refresh(query))
             task.add_done_callback(lambda done: done.cancelled() or done.exception())
         await asyncio.shield(task)
