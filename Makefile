@@ -26,7 +26,7 @@ else \
 fi
 endef
 
-.PHONY: test test-postgres demo lint bench clean system-deps $(VENV)
+.PHONY: test test-postgres test-production demo lint bench clean system-deps $(VENV)
 
 $(VENV): $(STAMP)
 
@@ -47,7 +47,7 @@ system-deps:
 
 test: $(VENV) system-deps
 	@mkdir -p $(RUN)
-	$(PYTEST) 2>&1 | tee $(RUN)/pytest-main.log
+	$(PYTEST) -m "not production" 2>&1 | tee $(RUN)/pytest-main.log
 	@$(MAKE) --no-print-directory test-postgres
 	@echo "Main run: $$(tail -n 1 $(RUN)/pytest-main.log)"
 
@@ -79,6 +79,14 @@ test-postgres: $(VENV)
 	else \
 		echo "!! PostgreSQL run skipped: no server answers for $(POSTGRES_URL)"; \
 	fi
+
+# Real Sentinel and Cluster topologies on free ports (tests/topologies.py):
+# primaries SIGKILLed under load, a resharded slot, TLS variants.  About four
+# minutes of processes starting and failing over, so not in the main run;
+# .ci/run runs it after `make test`.
+test-production: $(VENV) system-deps
+	@mkdir -p $(RUN)
+	$(PYTEST) -m production 2>&1 | tee $(RUN)/pytest-production.log
 
 # The demo on the embedded defaults: SQLite in the project, in-process broker.
 DEMO_ADDR ?= 127.0.0.1:8000

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import sys
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core import checks
@@ -90,14 +89,15 @@ def check_settings(**kwargs: Any) -> list[checks.CheckMessage]:
             )
         )
     url = user.get("REDIS_URL")
-    if url and (
-        not isinstance(url, str) or urlsplit(url).scheme not in ("redis", "rediss", "unix")
-    ):
+    problem = _redis_url_problem(url) if url else None
+    if problem is not None:
         errors.append(
             checks.Error(
-                f"SSE['REDIS_URL'] is not a Redis URL: {url!r}.",
-                hint="Use redis://host:port/db, rediss://... or unix:///path; unset for the "
-                "in-process broker.",
+                f"SSE['REDIS_URL'] is not a Redis URL: {url!r} ({problem}).",
+                hint="Use redis://host:port/db, rediss://... or unix:///path (one server), "
+                "redis+sentinel://host:port[,host:port...]/MASTER_NAME[/db] (Sentinel) or "
+                "redis+cluster://host:port[,host:port...] (Cluster), rediss+... for TLS; "
+                "unset for the in-process broker.",
                 id="sse.E004",
             )
         )
@@ -148,6 +148,18 @@ def check_settings(**kwargs: Any) -> list[checks.CheckMessage]:
             )
         )
     return errors
+
+
+def _redis_url_problem(url: object) -> str | None:
+    from ._transport.connect import parse_redis_url
+
+    if not isinstance(url, str):
+        return f"a string, not {type(url).__name__}"
+    try:
+        parse_redis_url(url)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def _check_authentication(user: dict[str, Any]) -> list[checks.CheckMessage]:

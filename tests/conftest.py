@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
     from sse.models import StreamSession
+    from tests.topologies import ClusterTopology, SentinelTopology
 
 T = TypeVar("T")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -115,6 +116,64 @@ def tls_redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSRe
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture(scope="session")
+def _topologies(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], Any]]:
+    from tests.topologies import ClusterTopology, SentinelTopology
+
+    started: dict[str, Any] = {}
+
+    def running(kind: str) -> Any:
+        if kind not in started:
+            make = ClusterTopology if kind.endswith("cluster") else SentinelTopology
+            directory = tmp_path_factory.mktemp(kind)
+            topology = make(_redis_binary(), directory, tls=kind.startswith("tls"))
+            started[kind] = topology
+            topology.start()
+        return started[kind]
+
+    try:
+        yield running
+    finally:
+        for topology in started.values():
+            topology.close()
+
+
+@pytest.fixture
+def sentinel(_topologies: Callable[[str], Any]) -> SentinelTopology:
+    """One primary, one replica, three sentinels (``url`` is the
+    ``redis+sentinel://`` of them), shared by the session: a node an
+    earlier test killed is back as a replica."""
+    topology: SentinelTopology = _topologies("sentinel")
+    topology.heal()
+    return topology
+
+
+@pytest.fixture
+def tls_sentinel(_topologies: Callable[[str], Any]) -> SentinelTopology:
+    """The same, speaking only TLS (sentinels too) with a CA of its own."""
+    topology: SentinelTopology = _topologies("tls-sentinel")
+    topology.heal()
+    return topology
+
+
+@pytest.fixture
+def cluster(_topologies: Callable[[str], Any]) -> ClusterTopology:
+    """A Redis Cluster of three primaries and three replicas (``url`` is
+    its ``redis+cluster://``), shared by the session: a node an earlier
+    test killed is back as a replica."""
+    topology: ClusterTopology = _topologies("cluster")
+    topology.heal()
+    return topology
+
+
+@pytest.fixture
+def tls_cluster(_topologies: Callable[[str], Any]) -> ClusterTopology:
+    """The same, speaking only TLS with a CA of its own."""
+    topology: ClusterTopology = _topologies("tls-cluster")
+    topology.heal()
+    return topology
 
 
 # --- ASGI servers ------------------------------------------------------------------------

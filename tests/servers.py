@@ -174,7 +174,8 @@ class RedisServer(ManagedProcess):
 
 
 # Extensions for the certificates TLSRedisServer makes (strict enough for
-# Python's VERIFY_X509_STRICT: critical basic constraints, key identifiers).
+# Python's VERIFY_X509_STRICT: critical basic constraints, key identifiers;
+# clientAuth too, as cluster nodes present it to each other on their bus).
 _OPENSSL_CONFIG = """\
 [req]
 distinguished_name = dn
@@ -190,7 +191,7 @@ subjectKeyIdentifier = hash
 [server]
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = serverAuth
+extendedKeyUsage = serverAuth, clientAuth
 subjectAltName = IP:127.0.0.1, DNS:localhost
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid, issuer

@@ -39,10 +39,45 @@ def test_e003_heartbeat_interval(value: object) -> None:
     assert ids({"HEARTBEAT_INTERVAL": 0.5}) == []
 
 
-@pytest.mark.parametrize("value", ["localhost:6379", "http://x", 6379])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "localhost:6379",
+        "http://x",
+        6379,
+        "redis://h:1/0?socket_timeout=soon",
+        "redis+sentinel://h1:26379,h2:26379",  # no primary named
+        "redis+sentinel://h1:26379/mymaster/zero",
+        "redis+sentinel://h1:99999/mymaster",
+        "redis+cluster://h1:7000,h2:7001/3",  # a cluster has only database 0
+        "redis+cluster://h1:7000,,h2:7001",
+        "redis+cluster://h1:7000?sentinel_password=x",
+        "redis+mesh://h1:7000",
+    ],
+)
 def test_e004_redis_url(value: object) -> None:
     assert ids({"REDIS_URL": value}) == ["sse.E004"]
-    assert ids({"REDIS_URL": "rediss://h:1/0"}) == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "rediss://h:1/0",
+        "unix:///run/redis.sock?db=2",
+        "redis+sentinel://:pw@h1:26379,h2:26380,[::1]:26381/mymaster/2?socket_timeout=3",
+        "rediss+sentinel://h1/mymaster?ssl_cert_reqs=required&sentinel_password=s",
+        "redis+cluster://user:pw@h1:7000,h2:7001",
+        "rediss+cluster://h1:7000/?ssl_ca_certs=/etc/ca.pem",
+    ],
+)
+def test_e004_accepts_every_topology(value: str) -> None:
+    assert ids({"REDIS_URL": value}) == []
+
+
+def test_e004_says_what_is_wrong() -> None:
+    with override_settings(SSE={"REDIS_URL": "redis+sentinel://h1:26379"}):
+        [error] = [e for e in check_settings() if e.id == "sse.E004"]
+    assert "names the primary" in error.msg
 
 
 @pytest.mark.parametrize("value", ["sse.nope.nothing", "sse.conf.DEFAULTS", 5])

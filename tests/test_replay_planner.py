@@ -87,3 +87,41 @@ def test_a_reader_at_a_later_position_than_the_read_gets_only_its_own_tail() -> 
     streams; each stream gets what lies after its own."""
     read = _buffer((10,), (20,), (30,), after=(10,))
     assert [e.key for e in plan_replay(read, (20, 0)).events] == [(30, 0)]
+
+
+def _fenced(*keys: int, fence: int, after: int) -> BufferRead:
+    """A buffer whose event at ``fence`` is the first a new primary stored."""
+    read = _buffer(*((key,) for key in keys), after=(after,))
+    read.fences = tuple(e.key for e in read.events if e.key == (fence, 0))
+    return read
+
+
+def test_a_client_that_had_not_passed_a_fence_gets_a_gap_and_everything_after() -> None:
+    # 10 and 20 survived the failover, what the old primary took after 20
+    # may be gone, 40 is the new primary's first.
+    replay = plan_replay(_fenced(10, 20, 40, 50, fence=40, after=20), (20, 0))
+    assert replay.gap == Gap("20-0", "40-0")
+    assert [event.key for event in replay.events] == [(40, 0), (50, 0)]
+    replay = plan_replay(_fenced(10, 20, 40, 50, fence=40, after=10), (10, 0))
+    assert replay.gap == Gap("10-0", "20-0")
+    assert [event.key for event in replay.events] == [(20, 0), (40, 0), (50, 0)]
+
+
+def test_a_client_past_the_fence_gets_no_gap() -> None:
+    replay = plan_replay(_fenced(10, 20, 40, 50, fence=40, after=40), (40, 0))
+    assert replay.gap is None
+    assert [event.key for event in replay.events] == [(50, 0)]
+
+
+def test_a_client_whose_position_the_new_primary_never_had_gets_a_gap() -> None:
+    # The client saw 30, which died with the old primary.
+    replay = plan_replay(_fenced(10, 20, 40, fence=40, after=30), (30, 0))
+    assert replay.gap == Gap("30-0", "40-0")
+    assert [event.key for event in replay.events] == [(40, 0)]
+
+
+def test_before_a_new_primary_stored_any_event_every_client_gets_a_gap() -> None:
+    read = _buffer((10,), (20,), after=(20,))
+    read.moved = True
+    assert plan_replay(read, (20, 0)).gap == Gap("20-0", None)
+    assert plan_replay(read, None).gap is None  # a fresh client is owed nothing

@@ -20,9 +20,9 @@ from .._transport import Broker, make_broker
 from ..conf import conf
 from ..exceptions import BrokerUnavailable, TooManyConnections
 from . import leases, revocation
-from .events import Event
+from .events import ZERO, Event
 from .queue import Connection
-from .replay import plan_replay
+from .replay import BufferRead, plan_replay
 
 logger = logging.getLogger(__name__)
 
@@ -39,9 +39,10 @@ class _LoopStreams:
         # Renews the streams' leases in a shared broker (``leases``).
         self.renewer: asyncio.Task[None] | None = None
         # While catching up after a broker reconnect: live events of each
-        # recovering session, delivered after those read from its buffer.
+        # recovering session, delivered after those read from its buffer,
+        # and the task catching it up (under Cluster, shards recover apart).
         self.held: dict[str, list[Event]] = {}
-        self.recovering: asyncio.Task[None] | None = None
+        self.recovering: dict[str, asyncio.Task[None]] = {}
 
 
 class StreamHub:
@@ -52,7 +53,7 @@ class StreamHub:
         self._loops: dict[asyncio.AbstractEventLoop, _LoopStreams] = {}
         self._counts: dict[str, int] = {}
         self._total = 0
-        self.broker: Broker = make_broker(url, self.deliver, self.recover)
+        self.broker: Broker = make_broker(url, self.deliver, self.recover, self.fence)
         self._lease_ids = map(f"{secrets.token_hex(6)}:{{}}".format, itertools.count())
 
     # -- streams, on their event loop ------------------------------------------------
@@ -163,6 +164,23 @@ class StreamHub:
             for event in events:
                 conn.offer(event)
 
+    def fence(self, loop: asyncio.AbstractEventLoop, session_id: str, event: Event) -> None:
+        """``event`` is the first a new primary stored for the session (a
+        failover): what the old one accepted last may be gone, and nobody
+        knows what.  Streams that had not seen the event end ("resync"):
+        their clients reconnect, and the replay of the buffer, which holds
+        the mark, tells them with replay_gap.  Server-side listeners (an
+        agent awaiting a decision) re-read their truth and just get it."""
+        streams = self._loops.get(loop)
+        if streams is None:
+            return
+        for conn in tuple(streams.sessions.get(session_id, ())):
+            # A stream that has seen no event has no position to resume from
+            # (a session's first event is marked too): it is owed nothing.
+            if conn.counted and (not conn.live or ZERO < conn.position < event.key):
+                conn.end("resync")
+        self.deliver(loop, session_id, [event])
+
     def recover(
         self,
         loop: asyncio.AbstractEventLoop,
@@ -173,11 +191,19 @@ class StreamHub:
         ``session_ids`` again (``subscribed`` is done once it has): hold
         their live events and catch their streams up from the buffers."""
         streams = self._streams(loop)
-        if streams.recovering is not None:
-            streams.recovering.cancel()  # the connection it waited for is gone
-        streams.held = {sid: [] for sid in session_ids}
-        streams.recovering = loop.create_task(self._catch_up(streams, session_ids, subscribed))
-        streams.recovering.add_done_callback(_log_failure)
+        task = loop.create_task(self._catch_up(streams, session_ids, subscribed))
+        task.add_done_callback(_log_failure)
+        replaced = set()
+        for sid in session_ids:
+            # The connection an earlier catch-up waited for is gone: this one takes over.
+            if (earlier := streams.recovering.get(sid)) is not None:
+                replaced.add(earlier)
+            streams.recovering[sid] = task
+            streams.held[sid] = []
+        if replaced:
+            busy = set(streams.recovering.values())
+            for earlier in replaced - busy:
+                earlier.cancel()
 
     async def _catch_up(
         self, streams: _LoopStreams, session_ids: list[str], subscribed: asyncio.Future[None]
@@ -185,32 +211,43 @@ class StreamHub:
         """Deliver what was published while the broker connection was away:
         the buffer after each stream's position, then the live events held
         meanwhile, so every stream sees them once and in order."""
+        task = asyncio.current_task()
         try:
             try:
                 await subscribed
             except BrokerUnavailable:
                 return  # the connection dropped again; the next one catches up
             for sid in session_ids:
-                await self._catch_up_session(streams, sid)
+                if streams.recovering.get(sid) is task:
+                    await self._catch_up_session(streams, sid, task)
         finally:
-            if streams.recovering is asyncio.current_task():
-                streams.recovering = None
-                streams.held = {}
+            for sid in session_ids:
+                if streams.recovering.get(sid) is task:
+                    del streams.recovering[sid]
+                    streams.held.pop(sid, None)
 
-    async def _catch_up_session(self, streams: _LoopStreams, sid: str) -> None:
+    async def _catch_up_session(
+        self, streams: _LoopStreams, sid: str, task: asyncio.Task[None] | None
+    ) -> None:
         conns = [conn for conn in streams.sessions.get(sid, ()) if conn.live]
         if conns:
+            read: BufferRead | None
             try:
                 read = await self.broker.read(sid, min(conn.position for conn in conns))
             except BrokerUnavailable:
+                read = None
+            if streams.recovering.get(sid) is not task:
+                return  # a later catch-up of the session took over
+            if read is None:
                 logger.warning("SSE could not catch session %s up: its clients reconnect", sid)
                 for conn in conns:
                     conn.end("resync")
             else:
                 # Redis keeps no record of the session at all (it restarted
                 # without persistence): nothing to replay, and nothing to say
-                # the streams missed anything; they carry on.
-                forgotten = not read.exists and read.newest is None
+                # the streams missed anything; they carry on.  Not after a
+                # failover: the new primary may never have received any of it.
+                forgotten = not read.exists and read.newest is None and not self.broker.replicated
                 for conn in conns:
                     replay = plan_replay(read, conn.position, whole=False)
                     resync = replay.gap is not None or replay.needs_whole_buffer
@@ -222,6 +259,7 @@ class StreamHub:
                     for event in replay.events:
                         conn.offer(event)
         # Streams that opened meanwhile read the buffer themselves.
+        del streams.recovering[sid]
         held = streams.held.pop(sid, [])
         for conn in tuple(streams.sessions.get(sid, ())):
             for event in held:

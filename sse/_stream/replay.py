@@ -16,13 +16,20 @@ class BufferRead:
     ``exists`` is False when the buffer expired (or never had an event);
     ``newest`` is the newest key ever stored, still known after the buffer
     expired when the broker remembers it; ``trimmed`` the newest key dropped
-    from the buffer to respect ``BUFFER_SIZE``.
+    from the buffer to respect ``BUFFER_SIZE``; ``fences`` the keys of the
+    events that were the first a new primary stored for the session (after
+    a failover, Sentinel or Cluster): events just before each may be gone.
+    ``moved``: the session's newest event was stored by a primary that is
+    no longer the one answering, and this one has stored none yet: what the
+    old one accepted last may be gone, after any position.
     """
 
     exists: bool
     newest: EventKey | None = None
     trimmed: EventKey | None = None
     events: list[Event] = field(default_factory=list)
+    fences: tuple[EventKey, ...] = ()
+    moved: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +73,12 @@ def plan_replay(read: BufferRead, position: EventKey | None, *, whole: bool = Fa
         return Replay([], None, position, needs_whole_buffer=True)
     after = ZERO if unknown else position
     events = [event for event in read.events if event.key > after]
+    # A fence the client has not passed, or a new primary that has stored
+    # nothing yet: what the old one accepted last may never have reached
+    # this one, and nobody can tell the client what.  A client that has
+    # seen no event is owed nothing.
+    fenced = (read.moved and position != ZERO) or any(key > position for key in read.fences)
     gap = None
-    if unknown or missed:
+    if unknown or missed or fenced:
         gap = Gap(format_id(position), events[0].id if events else None)
     return Replay(events, gap, events[-1].key if events else after)

@@ -4,12 +4,12 @@ across worker processes.  Both keep the same per-session buffer."""
 
 from __future__ import annotations
 
-from .base import Broker, BufferInfo, Deliver, Recover
+from .base import Broker, BufferInfo, Deliver, Fence, Recover
 
-__all__ = ["Broker", "BufferInfo", "Deliver", "Recover", "make_broker"]
+__all__ = ["Broker", "BufferInfo", "Deliver", "Fence", "Recover", "make_broker"]
 
 
-def make_broker(url: str | None, deliver: Deliver, recover: Recover) -> Broker:
+def make_broker(url: str | None, deliver: Deliver, recover: Recover, fence: Fence) -> Broker:
     """The broker for ``SSE["REDIS_URL"]``: None for the in-process one."""
     if url is None:
         from .memory import MemoryBroker
@@ -17,4 +17,4 @@ def make_broker(url: str | None, deliver: Deliver, recover: Recover) -> Broker:
         return MemoryBroker(deliver)
     from .redis import RedisBroker
 
-    return RedisBroker(url, deliver, recover)
+    return RedisBroker(url, deliver, recover, fence)

@@ -20,6 +20,9 @@ Deliver = Callable[[asyncio.AbstractEventLoop, str, list[Event]], None]
 # The connection of a loop came back and subscribes to these sessions again;
 # the future is done once it has (or fails with BrokerUnavailable).
 Recover = Callable[[asyncio.AbstractEventLoop, list[str], "asyncio.Future[None]"], None]
+# The first event a new primary stored for a session (after a failover):
+# events before it may be gone.  Called on the loop instead of Deliver.
+Fence = Callable[[asyncio.AbstractEventLoop, str, Event], None]
 
 
 @dataclass(slots=True)
@@ -30,6 +33,8 @@ class BufferInfo:
 
 class Broker(ABC):
     backend: str
+    # Sentinel or Cluster: a failover may lose what a primary accepted last.
+    replicated = False
 
     def __init__(self, deliver: Deliver) -> None:
         self._deliver = deliver

@@ -47,11 +47,15 @@ BUSY_RATE = 1500
 RATE_WINDOW = 0.01
 # While batching, fewer bytes than this do not wake the process.
 HOLD_BYTES = 1 << 16
+# b"!": the first byte of a message a new primary marked (redis.PUBLISH_FENCED).
+FENCE = 0x21
 
 
 class SessionListener:
     """``deliver(session_id, events)`` gets every event of a subscribed
-    session; ``recover(session_ids, subscribed)`` is told after a reconnect."""
+    session, ``fence(session_id, event)`` instead an event a new primary
+    marked (Sentinel, ``redis.PUBLISH_FENCED``); ``recover(session_ids,
+    subscribed)`` is told after a reconnect."""
 
     def __init__(
         self,
@@ -59,11 +63,13 @@ class SessionListener:
         loop: asyncio.AbstractEventLoop,
         deliver: Callable[[str, list[Event]], None],
         recover: Callable[[list[str], asyncio.Future[None]], None],
+        fence: Callable[[str, Event], None],
     ) -> None:
         self.endpoint = endpoint
         self.loop = loop
         self._deliver = deliver
         self._recover = recover
+        self._fence = fence
         self.connected = False
         self._connected = asyncio.Event()
         self._protocol: RespProtocol | None = None
@@ -207,7 +213,10 @@ class SessionListener:
             sid = self._sids.get(reply[1])
             if sid is not None:
                 split = payload.index(b"\n")
-                self._deliver(sid, [render(payload[:split], payload[split + 1 :])])
+                if payload[0] == FENCE:
+                    self._fence(sid, render(payload[1:split], payload[split + 1 :]))
+                else:
+                    self._deliver(sid, [render(payload[:split], payload[split + 1 :])])
         elif kind == b"subscribe" or kind == b"unsubscribe":
             self._acknowledged(reply[1])
 

@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 import hiredis
 
 if TYPE_CHECKING:
-    from .connect import RedisEndpoint
+    from .connect import Address, RedisEndpoint
 
 CONNECT_TIMEOUT = 5.0
+ASKING = b"*1\r\n$6\r\nASKING\r\n"
 
 
 def command(*args: bytes | str) -> bytes:
@@ -117,22 +118,34 @@ class _Pipelined(RespProtocol):
 
 
 class Commands:
-    """Commands of one event loop on one pipelined connection, opened on
-    first use and again after it failed.  A reply error is returned, not
-    raised (``hiredis.ReplyError``); a lost connection or a reply later than
-    ``timeout`` raises ``ConnectionError`` for every command in flight."""
+    """Commands of one event loop on one pipelined connection (to
+    ``address``, a cluster node), opened on first use and again after it
+    failed.  A reply error is returned, not raised (``hiredis.ReplyError``);
+    a lost connection or a reply later than ``timeout`` raises
+    ``ConnectionError`` for every command in flight."""
 
-    def __init__(self, endpoint: RedisEndpoint, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        endpoint: RedisEndpoint,
+        loop: asyncio.AbstractEventLoop,
+        address: Address | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self.loop = loop
+        self.address = address
         self.timeout = endpoint.socket_timeout
         self._protocol: _Pipelined | None = None
         self._opening: asyncio.Future[_Pipelined] | None = None
 
-    async def call(self, request: bytes) -> Any:
+    async def call(self, request: bytes, asking: bool = False) -> Any:
+        """``asking``: preceded by ``ASKING`` (a slot being migrated), in
+        the same write so that no other command comes between."""
         protocol = self._protocol
         if protocol is None or protocol.closed.done():
             protocol = await self._open()
+        if asking:
+            # Its OK is not awaited; an error is retrieved, as nobody waits for it.
+            protocol.send(ASKING).add_done_callback(lambda done: done.exception())
         future = protocol.send(request)
         timer = self.loop.call_later(self.timeout, self._late, protocol, future)
         try:
@@ -172,7 +185,7 @@ class Commands:
 
     async def _connect(self) -> _Pipelined:
         protocol = _Pipelined(self.loop)
-        await asyncio.wait_for(self.endpoint.open(protocol), CONNECT_TIMEOUT)
+        await asyncio.wait_for(self.endpoint.open(protocol, self.address), CONNECT_TIMEOUT)
         protocol.on_reply = protocol.answer
         self._protocol = protocol
         return protocol
