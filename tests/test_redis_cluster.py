@@ -312,3 +312,29 @@ def test_redirections_are_read() -> None:
     assert redirection("MOVED 3999 127.0.0.1:6381") == ("MOVED", 3999, ("127.0.0.1", 6381))
     assert redirection("ASK 1 [::1]:7002") == ("ASK", 1, ("::1", 7002))
     assert redirection("ERR unknown command") is None
+
+
+async def test_the_session_limit_holds_on_the_sessions_shard(
+    live_db: None,
+    server_factory: ServerFactory,
+    cluster: ClusterTopology,
+    make_user: MakeUser,
+    make_session: MakeSession,
+) -> None:
+    server = server_factory(
+        sse={"MAX_CONNECTIONS_PER_SESSION": 1},
+        env={"REDIS_URL": cluster.url},
+        name="cluster-limit",
+    )
+    user, token = make_user()
+    ((sid, owner),) = _sessions_on(cluster, 1).items()
+    make_session(user, sid)
+    url = events_url(server.base_url, sid, token)
+    async with open_stream(url) as first:
+        await until_connected(first)
+        async with open_stream(url) as second:
+            assert second.status_code == 429
+        # The lease is in the session's slot, beside its buffer.
+        with owner.client() as client:
+            assert client.zcard(f"sse_leases:{{{sid}}}") == 1
+        assert health_data(server.base_url, sid, token)["connections"] == 1
