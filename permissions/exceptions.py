@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rest_framework import exceptions
+
+if TYPE_CHECKING:
+    from .api import Decision
 
 
 class PermissionsError(Exception):
@@ -11,6 +16,15 @@ class PermissionsError(Exception):
 
 class InvalidPermissionRequest(PermissionsError, ValueError):
     """``tool_name``, ``arguments``, ``description`` or ``timeout`` is not usable."""
+
+
+class RunAborted(PermissionsError):
+    """A person denied a tool call with ``abort``: the agent's run stops (the
+    agent framework adapters raise it)."""
+
+    def __init__(self, decision: Decision) -> None:
+        super().__init__(decision.reason or "A person stopped the run.")
+        self.decision = decision
 
 
 class NotAnObject(exceptions.APIException):

@@ -1,0 +1,24 @@
+"""Helpers shared by the agent framework adapter tests."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+
+def refuse_connections(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """For a fixture: any connection the framework tries (a model provider,
+    tracing) fails, and fails the test."""
+    attempts: list[Any] = []
+
+    def refuse(self: socket.socket, address: Any) -> None:
+        attempts.append(address)
+        raise OSError(f"no network in these tests: connect to {address!r}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    yield
+    assert not attempts, f"the framework tried to connect to {attempts}"
