@@ -225,6 +225,9 @@ def _open(asked: _Asked) -> tuple[PermissionRequest, bool]:
         request.decided_by_rule = rule
         request.decided_at = now
         request.latency_ms = 0
+    if asked.key is None:
+        request.save()
+        return request, True
     try:
         with transaction.atomic():  # a savepoint: the caller's transaction survives
             request.save()
