@@ -797,14 +797,16 @@ class Bench:
             return
         server = Server(system, self.work)
         try:
-            for mode in ("steady", "burst"):
-                self._perm_round_trips(system, server, mode)
+            # 100 sessions asking every 5 s, every second, and all at once.
+            for mode, think_ms in (("steady", 5000), ("steady", 1000), ("burst", 0)):
+                self._perm_round_trips(system, server, mode, think_ms)
         finally:
             server.stop()
 
-    def _perm_round_trips(self, system: System, server: Server, mode: str) -> None:
+    def _perm_round_trips(self, system: System, server: Server, mode: str, think_ms: int) -> None:
         n = self.scale["perm_sessions"]
         env = {**os.environ, **self.ours_env()}
+        cpu0 = cpu_secs(server.pid)
         proc = subprocess.run(
             pinned(
                 CLIENT_CORE,
@@ -819,6 +821,8 @@ class Bench:
                     str(self.paths["ours"]),
                     "--mode",
                     mode,
+                    "--think-ms",
+                    str(think_ms),
                 ],
             ),
             cwd=ROOT,
@@ -832,7 +836,12 @@ class Bench:
         except (IndexError, ValueError):
             data = {"error": (proc.stderr or proc.stdout)[-500:]}
         database = (self.args.ours_database_url or "sqlite").split(":", 1)[0]
-        self.record(system, "perm", database=database, **data)
+        answered = sum(data.get("post_statuses", {}).values())
+        if answered:  # the warm-up round's too: the server's CPU counts them
+            data["server_cpu_ms_per_approval"] = round(
+                (cpu_secs(server.pid) - cpu0) * 1000 / answered, 2
+            )
+        self.record(system, "perm", database=database, think_ms=think_ms, **data)
 
     def run(self) -> None:
         systems = self.systems()
@@ -913,7 +922,9 @@ def table(results: list[dict[str, Any]]) -> str:
         elif row["scenario"] in ("rate", "rate10k"):
             key = (row["scenario"], row["system"], f"{row['n']}c@{int(row['rate'])}/s")
         elif row["scenario"] == "perm":
-            key = ("perm", row["system"], row.get("mode", "burst"))
+            mode = row.get("mode", "burst")
+            think = f"@{row['think_ms'] / 1000:g}s" if mode == "steady" else ""
+            key = ("perm", row["system"], mode + think)
         else:
             key = (row["scenario"], row["system"], "")
         groups.setdefault(key, []).append(row)
@@ -954,6 +965,7 @@ def table(results: list[dict[str, Any]]) -> str:
         elif scenario == "perm":
             text = (
                 f"p50 {m('p50_ms')} p99 {m('p99_ms')} ms  n {m('count')}  errors {m('errors')}  "
+                f"server cpu/approval {m('server_cpu_ms_per_approval')} ms  "
                 f"{rows[0].get('database', 'sqlite')}"
             )
         else:

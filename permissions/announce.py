@@ -5,17 +5,20 @@ A decision is recorded whether or not the broker takes its announcement:
 the agent re-reads the row on its own.  The tabs learn it from the
 announcement, so one the broker refused is published again (``Resender``)
 once the broker is back: by this process, or by another one whose broker
-refused too, if this one died first.  ``announced`` marks the rows done.
+refused too, if this one died first.
+
+``announced`` is written true with the decision itself, and false again
+when the broker refuses: no query more per decision.  A process killed
+between the two leaves a decision the tabs only learn on reconnecting (the
+agent still gets it).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from datetime import timedelta
 
 from django.db import connections
-from django.utils import timezone
 
 from sse import BrokerUnavailable, SSEError, database_sync_to_async, notifier
 
@@ -32,7 +35,6 @@ def announce(request: PermissionRequest) -> bool:
     except SSEError as exc:
         _refused(request, exc)
         return False
-    _announced(request)
     return True
 
 
@@ -41,15 +43,9 @@ async def aannounce(request: PermissionRequest) -> bool:
     try:
         await notifier.asend(request.session_id, "permission_cleared", request.cleared_message())
     except SSEError as exc:
-        _refused(request, exc)
+        await database_sync_to_async(_refused)(request, exc)
         return False
-    await database_sync_to_async(_announced)(request)
     return True
-
-
-def _announced(request: PermissionRequest) -> None:
-    PermissionRequest.objects.filter(pk=request.pk).update(announced=True)
-    request.announced = True
 
 
 def _refused(request: PermissionRequest, exc: SSEError) -> None:
@@ -58,6 +54,8 @@ def _refused(request: PermissionRequest, exc: SSEError) -> None:
         request.request_id,
         exc,
     )
+    PermissionRequest.objects.filter(pk=request.pk).update(announced=False)
+    request.announced = False
     resender.wake()
 
 
@@ -66,14 +64,11 @@ class Resender:
     by the first refusal in the process.
 
     It looks every ``RETRY`` seconds while some are left, else every
-    ``SWEEP`` seconds.  A decision is only taken once it is ``GRACE``
-    seconds old (its own process is announcing it meanwhile), and by one
-    process only: a conditional update claims it before it is published,
-    and a refused publish gives it back."""
+    ``SWEEP`` seconds.  Each decision is published by one process only: a
+    conditional update claims it first, and a refused publish gives it back."""
 
     RETRY = 1.0
     SWEEP = 60.0
-    GRACE = timedelta(seconds=2)
     BATCH = 100
 
     def __init__(self) -> None:
@@ -96,6 +91,7 @@ class Resender:
 
     def _run(self) -> None:
         while True:
+            self._wake.clear()  # a refusal from now on wakes the next round
             try:
                 left = self.resend()
             except Exception:  # the database is away: try again later
@@ -103,15 +99,11 @@ class Resender:
                 left = True
             finally:
                 connections.close_all()  # this thread's
-            if not left:
-                self._wake.clear()
             self._wake.wait(self.RETRY if left else self.SWEEP)
 
     def resend(self) -> bool:
         """Publish what is waiting; True if some is left for later."""
-        rows = PermissionRequest.objects.filter(
-            announced=False, decided_at__lte=timezone.now() - self.GRACE
-        ).exclude(status=Status.PENDING)
+        rows = PermissionRequest.objects.filter(announced=False).exclude(status=Status.PENDING)
         waiting = list(rows.order_by("decided_at")[: self.BATCH])
         for request in waiting:
             claimed = PermissionRequest.objects.filter(pk=request.pk, announced=False)
@@ -126,9 +118,7 @@ class Resender:
                 logger.exception("Could not publish permission_cleared of %s", request.request_id)
                 continue
             logger.info("Published permission_cleared of %s", request.request_id)
-        # Including those still in their grace time.
-        unannounced = PermissionRequest.objects.filter(announced=False)
-        return unannounced.exclude(status=Status.PENDING).exists()
+        return len(waiting) == self.BATCH
 
 
 resender = Resender()

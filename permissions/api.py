@@ -225,6 +225,7 @@ def _open(asked: _Asked) -> tuple[PermissionRequest, bool]:
         request.decided_by_rule = rule
         request.decided_at = now
         request.latency_ms = 0
+        request.announced = True  # next, by the caller (``announce``)
     if asked.key is None:
         request.save()
         return request, True

@@ -184,7 +184,9 @@ class PermissionRequest(models.Model):
             "status": str(status),
             "decided_at": now,
             "latency_ms": max(0, int((now - self.requested_at).total_seconds() * 1000)),
-            "announced": False,
+            # Optimistic: whoever closes it announces it next, and says so
+            # if the broker refuses (``announce``).
+            "announced": True,
         }
         won = rows.update(**fields) == 1
         if won:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from ipaddress import ip_address
 from typing import Any
 
@@ -78,7 +79,9 @@ def _answer(
     decided it, else (the request as it stands, 409 or 410)."""
     permission = _find(session_id, body["request_id"])
     user: Any = request.user  # authenticated: IsAuthenticated ran
-    with transaction.atomic():
+    remember = body["remember"]
+    # One UPDATE decides; a transaction only to make a rule along with it.
+    with transaction.atomic() if remember else nullcontext():
         won = permission.decide(
             body["approved"],
             reason=body["reason"],
@@ -87,13 +90,12 @@ def _answer(
             user_agent=request.headers.get("User-Agent", ""),
             arguments=body["arguments"],
             abort=body["abort"],
-            remember=body["remember"],
+            remember=remember,
         )
-        if won:
-            if body["remember"]:
-                _remember(permission, body["remember"], user)
-            transaction.on_commit(lambda: announce(permission))
+        if won and remember:
+            _remember(permission, remember, user)
     if won:
+        transaction.on_commit(lambda: announce(permission))
         return permission, 200
     if permission.is_overdue and permission.expire():
         transaction.on_commit(lambda: announce(permission))
