@@ -212,3 +212,43 @@ def start_agent(session_id: str, redis_url: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+async def assert_failover_gaps(
+    url: str,
+    publisher: Broker,
+    session_id: str,
+    follower: Follower,
+    kept: list[str],
+    lost: list[str],
+) -> str:
+    """After a failover to a primary that has ``kept`` but not ``lost``: a
+    client at ``kept[-1]`` gets replay_gap before the new primary stored
+    anything of the session and after, the follower (which saw ``lost``
+    live) was told of a gap, and nothing arrived silently out of order.
+    Stops the follower; returns the id of the event published after."""
+    from sse.testing import open_stream
+    from tests.streaming import collect_types, until_connected
+
+    try:
+        # Before the new primary stored any event of the session: every
+        # position may be missing what the old one accepted last.
+        async with open_stream(url, headers={"Last-Event-ID": kept[-1]}) as early:
+            await until_connected(early)
+            [early_gap] = await collect_types(early, 1, "replay_gap")
+        assert early_gap.json()["data"] == {"missed_from": kept[-1], "resumed_at": None}
+        after = await asyncio.to_thread(
+            publish_when_possible, publisher, session_id, {"n": len(kept) + len(lost) + 1}
+        )
+        await follower.until(after)
+        async with open_stream(url, headers={"Last-Event-ID": kept[-1]}) as late:
+            await until_connected(late)
+            gap = await collect_types(late, 1, "replay_gap")
+            [replayed] = await collect_types(late, 1)
+    finally:
+        await follower.stop()
+    assert gap[0].json()["data"]["missed_from"] == kept[-1]
+    assert replayed.id == after
+    assert follower.gaps, follower.log
+    assert_no_silent_hole(follower.log, [*kept, *lost, after])
+    return after
