@@ -480,3 +480,10 @@ def make_stack(request: pytest.FixtureRequest, settings: Any, live_db: None) -> 
 def stack(request: pytest.FixtureRequest, make_stack: Callable[..., Any]) -> Any:
     """The default server and publisher, once per broker."""
     return make_stack(request.param, HEARTBEAT_INTERVAL=1)
+
+
+@pytest.fixture
+def owner(make_user: MakeUser, make_session: MakeSession) -> tuple[str, str]:
+    """A session id and its owner's token."""
+    user, token = make_user()
+    return make_session(user).session_id, token

@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 
-def refuse_connections(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """For a fixture: any connection the framework tries (a model provider,
-    tracing) fails, and fails the test."""
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Any connection the framework tries (a model provider, tracing)
+    fails, and fails the test."""
     attempts: list[Any] = []
 
     def refuse(self: socket.socket, address: Any) -> None:

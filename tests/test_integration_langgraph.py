@@ -5,7 +5,6 @@ HTTP, and the graph resumes with ``Command(resume=...)``, or stays stopped."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Annotated, Any, TypedDict
 
 import pytest
@@ -19,24 +18,12 @@ from permissions.exceptions import RunAborted
 from permissions.integrations.langgraph import arun, call_tools, review, run
 from permissions.models import PermissionRequest
 from sse.subscriptions import subscribe
-from tests.conftest import MakeSession, MakeUser
-from tests.integrations_support import refuse_connections
+from tests.integrations_support import no_network
 from tests.permissions_support import orm, published_pending
 from tests.test_permissions_agent import answer, messages
 
-pytestmark = pytest.mark.usefixtures("live_db")
-
-
-@pytest.fixture(autouse=True)
-def _no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    yield from refuse_connections(monkeypatch)
-
-
-@pytest.fixture
-def owner(make_user: MakeUser, make_session: MakeSession) -> tuple[str, str]:
-    """A session id and its owner's token."""
-    user, token = make_user()
-    return make_session(user).session_id, token
+pytestmark = pytest.mark.usefixtures("live_db", "no_network")
+__all__ = ["no_network"]  # the fixture
 
 
 class State(TypedDict):

@@ -20,7 +20,7 @@ from permissions.models import PermissionRequest, PermissionRule
 from permissions.policies import PolicyDecision, PolicyRequest
 from sse.exceptions import EventTooLarge, InvalidSessionId
 from sse.subscriptions import Subscription, subscribe
-from tests.conftest import MakeSession, MakeUser
+from tests.conftest import MakeSession
 from tests.permissions_support import orm, published_pending
 
 T = TypeVar("T")
@@ -52,13 +52,6 @@ async def messages(tab: Subscription, *types: str, timeout: float = 5) -> list[d
         assert time.monotonic() < deadline, f"expected {types}, got {seen}"
         seen += await tab.get(deadline - time.monotonic())
     return seen
-
-
-@pytest.fixture
-def owner(make_user: MakeUser, make_session: MakeSession) -> tuple[str, str]:
-    """A session id and its owner's token."""
-    user, token = make_user()
-    return make_session(user).session_id, token
 
 
 async def test_round_trip(owner: tuple[str, str]) -> None:

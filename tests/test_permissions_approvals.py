@@ -21,12 +21,6 @@ from tests.test_permissions_agent import answer, messages
 pytestmark = pytest.mark.usefixtures("live_db")
 
 
-@pytest.fixture
-def owner(make_user: MakeUser, make_session: MakeSession) -> tuple[str, str]:
-    user, token = make_user()
-    return make_session(user).session_id, token
-
-
 async def asked(sid: str, tool: str = "write_file", **kwargs: Any) -> asyncio.Task[Any]:
     """An agent waiting for a person's answer, once its request is published."""
     before = await _published(sid)
