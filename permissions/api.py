@@ -20,7 +20,7 @@ from django.utils import timezone
 from sse import Subscription, database_sync_to_async, notifier, subscribe
 from sse.models import StreamSession
 
-from . import policies
+from . import metrics, policies
 from ._loop import run_blocking
 from .announce import aannounce
 from .conf import conf, is_timeout
@@ -177,6 +177,8 @@ def _open(
         request.decided_at = now
         request.latency_ms = 0
     request.save()
+    if verdict is not None:
+        metrics.closed(request.status, None)  # nobody was asked
     return request
 
 
