@@ -2,9 +2,9 @@
 
 A stream adds to its loop's ``Tally`` once per batch it writes, and
 ``sse.metrics`` adds the growth to its Prometheus counter once a second.  A
-``Counter.inc()`` per batch would cost the hot path about 1 µs each (a lock;
-in multiprocess mode a write to a memory-mapped file too), 2-3 % of the
-CPU an event costs (bench/RESULTS.md); an addition costs a few dozen ns.
+``Counter.inc()`` per batch would cost the hot path 1 to 2.5 µs each (a
+lock; in multiprocess mode a write to a memory-mapped file too), 3 to 7 %
+of the CPU an event costs (bench/RESULTS.md); an addition costs 60 ns.
 
 Each tally is written only on its own loop's thread, and read from any:
 no lock on the hot path, no lost update.
