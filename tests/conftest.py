@@ -14,7 +14,7 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar
 
 import pytest
 
@@ -312,15 +312,19 @@ def _chromium() -> str | None:
     return None
 
 
+def missing_system_package(message: str) -> NoReturn:
+    """Skip the test for want of a system package; under CI=true, fail it."""
+    if IN_CI:
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("browser") and _chromium() is None:
-        message = (
+        missing_system_package(
             "Chromium is not installed: run `apt-get install chromium chromium-driver` "
             "(`make test` installs them when run as root)"
         )
-        if IN_CI:
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
 
 
 @pytest.fixture(scope="session")

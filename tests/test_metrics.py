@@ -8,6 +8,8 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +26,54 @@ from tests.conftest import MakeSession, MakeUser, ServerFactory
 from tests.metrics_support import SPEC_FAMILIES, Scrape, eventually, scrape
 from tests.permissions_support import published_pending
 from tests.servers import RedisServer
-from tests.streaming import MakeStack, collect_types, events_url, raw_get, until_connected
+from tests.streaming import (
+    MakeStack,
+    Stack,
+    collect_types,
+    events_url,
+    raw_get,
+    until_connected,
+)
 
 pytestmark = pytest.mark.usefixtures("live_db")
 
 API = "/agent_backend/api"
 METRICS_TOKEN = "metrics-token-0123456789abcdef"
+
+
+@dataclass
+class Metered:
+    """A server (in this process, the in-memory broker), a session, its
+    owner's token, and the server's metrics as a staff user reads them."""
+
+    stack: Stack
+    sid: str
+    token: str
+    staff_token: str
+
+    def read(self) -> Scrape:
+        return scrape(self.stack.base_url, self.staff_token)
+
+    async def aread(self) -> Scrape:
+        return await asyncio.to_thread(self.read)
+
+    async def until(self, check: Callable[[Scrape], bool], timeout: float = 10) -> Scrape:
+        return await asyncio.to_thread(eventually, self.read, check, timeout)
+
+
+@pytest.fixture
+def metered(
+    make_stack: MakeStack, make_user: MakeUser, make_session: MakeSession
+) -> Callable[..., Metered]:
+    """``metered(**sse)``."""
+
+    def make(**sse: Any) -> Metered:
+        stack = make_stack("memory", **sse)
+        _, staff_token = make_user(staff=True)
+        user, token = make_user()
+        return Metered(stack, make_session(user).session_id, token, staff_token)
+
+    return make
 
 
 def _json_error(response: httpx.Response, status: int, code: str) -> None:
@@ -96,18 +140,10 @@ def test_staff_or_the_metrics_token_may_read_them(
     assert response.text.endswith("# EOF\n")
 
 
-async def test_streams_and_their_events_are_counted(
-    make_stack: MakeStack, make_user: MakeUser, make_session: MakeSession
-) -> None:
-    stack = make_stack("memory")
-    _, staff_token = make_user(staff=True)
-    user, token = make_user()
-    sid = make_session(user).session_id
-
-    def read() -> Scrape:
-        return scrape(stack.base_url, staff_token)
-
-    before = await asyncio.to_thread(read)
+async def test_streams_and_their_events_are_counted(metered: Callable[..., Metered]) -> None:
+    m = metered()
+    stack, sid, token = m.stack, m.sid, m.token
+    before = await m.aread()
     async with stack.open(sid, token) as one, stack.open(sid, token) as two:
         await until_connected(one)
         await until_connected(two)
@@ -116,12 +152,10 @@ async def test_streams_and_their_events_are_counted(
         ]
         for stream in (one, two):
             assert [event.id for event in await collect_types(stream, 3)] == ids
-        during = await asyncio.to_thread(read)
+        during = await m.aread()
     refused = await asyncio.to_thread(httpx.get, stack.events_url(sid, token, last_event_id="x"))
     assert refused.status_code == 400
-    after = await asyncio.to_thread(
-        eventually, read, lambda s: s.value("sse_connections") == before.value("sse_connections")
-    )
+    after = await m.until(lambda s: s.value("sse_connections") == before.value("sse_connections"))
 
     def grew(scraped: Scrape, name: str, **labels: str) -> float:
         return scraped.value(name, **labels) - before.value(name, **labels)
@@ -137,20 +171,16 @@ async def test_streams_and_their_events_are_counted(
     assert during.value("sse_listener_running", broker="memory") == 1
 
 
-async def test_a_replay_gap_is_counted(
-    make_stack: MakeStack, make_user: MakeUser, make_session: MakeSession
-) -> None:
-    stack = make_stack("memory", BUFFER_SIZE=2)
-    _, staff_token = make_user(staff=True)
-    user, token = make_user()
-    sid = make_session(user).session_id
-    before = await asyncio.to_thread(scrape, stack.base_url, staff_token)
+async def test_a_replay_gap_is_counted(metered: Callable[..., Metered]) -> None:
+    m = metered(BUFFER_SIZE=2)
+    stack, sid, token = m.stack, m.sid, m.token
+    before = await m.aread()
     ids = [await stack.apublish(sid, "tool_status", {"n": n}) for n in range(5)]
     async with stack.open(sid, token, last_event_id=ids[0]) as stream:
         await until_connected(stream)
         assert (await stream.next_event()).json()["type"] == "replay_gap"
         assert [event.id for event in await collect_types(stream, 2)] == ids[3:]
-        after = await asyncio.to_thread(scrape, stack.base_url, staff_token)
+        after = await m.aread()
     assert after.value("sse_replay_gaps_total") - before.value("sse_replay_gaps_total") == 1
     delivered = after.value("sse_events_delivered_total") - before.value(
         "sse_events_delivered_total"
@@ -158,26 +188,14 @@ async def test_a_replay_gap_is_counted(
     assert delivered == 2  # the replayed ones
 
 
-async def test_a_slow_client_disconnect_is_counted(
-    make_stack: MakeStack, make_user: MakeUser, make_session: MakeSession
-) -> None:
-    stack = make_stack("memory", QUEUE_SIZE=10)
-    _, staff_token = make_user(staff=True)
-    user, token = make_user()
-    sid = make_session(user).session_id
+async def test_a_slow_client_disconnect_is_counted(metered: Callable[..., Metered]) -> None:
+    m = metered(QUEUE_SIZE=10)
+    stack, sid, token = m.stack, m.sid, m.token
     port = int(stack.base_url.rsplit(":", 1)[1])
-
-    def read() -> Scrape:
-        return scrape(stack.base_url, staff_token)
-
-    before = await asyncio.to_thread(read)
+    before = await m.aread()
     slow = raw_get("127.0.0.1", port, events_url("", sid, token))
     try:
-        await asyncio.to_thread(
-            eventually,
-            read,
-            lambda s: s.value("sse_connections") == before.value("sse_connections") + 1,
-        )
+        await m.until(lambda s: s.value("sse_connections") == before.value("sse_connections") + 1)
         blob = "x" * 60_000
         stop = threading.Event()
 
@@ -191,9 +209,7 @@ async def test_a_slow_client_disconnect_is_counted(
         thread = threading.Thread(target=publish)
         thread.start()
         try:
-            after = await asyncio.to_thread(
-                eventually,
-                read,
+            after = await m.until(
                 lambda s: (
                     s.value("sse_slow_client_disconnects_total")
                     > before.value("sse_slow_client_disconnects_total")
@@ -209,22 +225,14 @@ async def test_a_slow_client_disconnect_is_counted(
     assert grown - before.value("sse_slow_client_disconnects_total") == 1
 
 
-async def test_permission_requests_are_counted_and_timed(
-    make_stack: MakeStack, make_user: MakeUser, make_session: MakeSession
-) -> None:
-    stack = make_stack("memory")
-    _, staff_token = make_user(staff=True)
-    user, token = make_user()
-    sid = make_session(user).session_id
-
-    def read() -> Scrape:
-        return scrape(stack.base_url, staff_token)
-
-    before = await asyncio.to_thread(read)
+async def test_permission_requests_are_counted_and_timed(metered: Callable[..., Metered]) -> None:
+    m = metered()
+    stack, sid, token = m.stack, m.sid, m.token
+    before = await m.aread()
     agent = asyncio.create_task(arequest_permission(sid, "write_file", {"path": "a"}, timeout=30))
     await published_pending(sid)
     await asyncio.sleep(1.1)
-    waiting = await asyncio.to_thread(read)
+    waiting = await m.aread()
     response = await asyncio.to_thread(
         httpx.post,
         f"{stack.base_url}{API}/sse/permission-response/{sid}",
@@ -235,7 +243,7 @@ async def test_permission_requests_are_counted_and_timed(
     assert (await agent).status == "approved"
     expired = await arequest_permission(sid, "write_file", {"path": "b"}, timeout=0.3)
     assert expired.status == "expired"
-    after = await asyncio.to_thread(read)
+    after = await m.aread()
 
     def grew(name: str, **labels: str) -> float:
         return after.value(name, **labels) - before.value(name, **labels)

@@ -29,7 +29,6 @@ from .._stream.events import (
 )
 from .._stream.hub import StreamHub, get_hub
 from .._stream.queue import Connection
-from .._stream.replay import plan_replay
 from ..conf import conf
 from ..errors import error_response
 from ..exceptions import BrokerUnavailable, InvalidSessionId, SessionNotFound, TooManyConnections
@@ -266,11 +265,7 @@ async def _catch_up(
     arrives live: no gap, and the key comparison drops duplicates.
     """
     session_id = conn.session_id
-    read = await hub.broker.read(session_id, after)
-    replay = plan_replay(read, after)
-    if replay.needs_whole_buffer:
-        read = await hub.broker.read(session_id, ZERO)
-        replay = plan_replay(read, after, whole=True)
+    read, replay = await hub.replay(session_id, after)
     parts: list[bytes] = []
     if replay.gap is not None:
         parts.append(render_unnumbered("replay_gap", session_id, replay.gap.as_data()))

@@ -8,10 +8,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ..._stream.events import ZERO, EventKey, is_valid_session_id, parse_id, render_unnumbered
+from ..._stream.events import EventKey, is_valid_session_id, parse_id, render_unnumbered
 from ..._stream.hub import StreamHub, get_hub
 from ..._stream.queue import Connection
-from ..._stream.replay import plan_replay
 from ...conf import conf
 from ...exceptions import BrokerUnavailable
 
@@ -99,12 +98,7 @@ class Command(BaseCommand):
         conn = Connection(session_id, QUEUE_SIZE, asyncio.get_running_loop(), counted=False)
         await hub.attach(conn)  # subscribed first: nothing published from now on is missed
         try:
-            after = self.position
-            read = await hub.broker.read(session_id, after)
-            replay = plan_replay(read, after)
-            if replay.needs_whole_buffer:
-                read = await hub.broker.read(session_id, ZERO)
-                replay = plan_replay(read, after, whole=True)
+            _, replay = await hub.replay(session_id, self.position)
             if replay.gap is not None:
                 self._print([render_unnumbered("replay_gap", session_id, replay.gap.as_data())])
             self._print([event.frame for event in replay.events])
