@@ -44,6 +44,10 @@ system-deps:
 		$(call apt_install,chromium chromium-driver); \
 		command -v chromium >/dev/null \
 			|| echo "!! The browser tests will be skipped (and fail under CI=true)."; }
+	@command -v promtool >/dev/null || { \
+		$(call apt_install,prometheus); \
+		command -v promtool >/dev/null \
+			|| echo "!! The alert rules' promtool tests will be skipped (and fail under CI=true)."; }
 
 test: $(VENV) system-deps
 	@mkdir -p $(RUN)

@@ -21,7 +21,7 @@ from django.utils import timezone
 from sse import Subscription, database_sync_to_async, notifier, subscribe
 from sse.models import StreamSession
 
-from . import policies, rules
+from . import metrics, policies, rules
 from ._loop import run_blocking
 from .announce import aannounce
 from .conf import conf, is_timeout
@@ -228,16 +228,18 @@ def _open(asked: _Asked) -> tuple[PermissionRequest, bool]:
         request.announced = True  # next, by the caller (``announce``)
     if asked.key is None:
         request.save()
-        return request, True
-    try:
-        with transaction.atomic():  # a savepoint: the caller's transaction survives
-            request.save()
-    except IntegrityError:
-        # Asked with the same key at the same moment: the other one was first.
-        earlier = _keyed(asked)
-        if earlier is None:
-            raise
-        return earlier, False
+    else:
+        try:
+            with transaction.atomic():  # a savepoint: the caller's transaction survives
+                request.save()
+        except IntegrityError:
+            # Asked with the same key at the same moment: the other one was first.
+            earlier = _keyed(asked)
+            if earlier is None:
+                raise
+            return earlier, False
+    if verdict is not None:
+        metrics.closed(request.status, None)  # nobody was asked
     return request, True
 
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 
+from . import metrics
 from .globs import validate_arguments_match, validate_glob
 
 
@@ -192,6 +194,9 @@ class PermissionRequest(models.Model):
         if won:
             for name, value in fields.items():
                 setattr(self, name, value)
+            transaction.on_commit(
+                functools.partial(metrics.closed, str(status), fields["latency_ms"])
+            )
         else:
             self.refresh_from_db()
         return won

@@ -30,7 +30,9 @@ class SseConfig(AppConfig):
 
 def start_serving(loop: asyncio.AbstractEventLoop) -> None:
     """Per serving process: stream shutdown handling, the Redis listener,
-    and start-up objects out of the garbage collector's way."""
+    the metrics' flush, and start-up objects out of the garbage collector's
+    way."""
+    from . import metrics
     from ._process import gc_freeze, shutdown
     from ._stream.hub import get_hub
     from .conf import conf
@@ -39,6 +41,7 @@ def start_serving(loop: asyncio.AbstractEventLoop) -> None:
     if conf.GC_FREEZE:
         gc_freeze.freeze_start_up()
     get_hub().broker.start(loop)
+    metrics.start(loop)
 
 
 async def _start_on_first_request(sender: Any, **kwargs: Any) -> None:

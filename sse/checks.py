@@ -12,6 +12,9 @@ from django.utils.module_loading import import_string
 
 from .conf import DEFAULTS
 
+# A Bearer token anyone may try against .../sse/metrics: long enough not to guess.
+MIN_METRICS_TOKEN_LENGTH = 16
+
 # Events held for a second are no longer "within milliseconds"; held for 15 s,
 # the listener's watchdog would take the socket for a silent Redis.
 MAX_COALESCE_MS = 1000
@@ -112,6 +115,7 @@ def check_settings(**kwargs: Any) -> list[checks.CheckMessage]:
             )
         )
     errors.extend(_check_authentication(user))
+    errors.extend(_check_metrics_token(user))
     if not isinstance(user.get("GC_FREEZE", True), bool):
         errors.append(
             checks.Error(
@@ -189,3 +193,26 @@ def _check_authentication(user: dict[str, Any]) -> list[checks.CheckMessage]:
                 )
             )
     return errors
+
+
+def _check_metrics_token(user: dict[str, Any]) -> list[checks.CheckMessage]:
+    token = user.get("METRICS_TOKEN")
+    if token is None or token == "":  # unset
+        return []
+    if (
+        isinstance(token, str)
+        and len(token) >= MIN_METRICS_TOKEN_LENGTH
+        and token.isascii()
+        and token.isprintable()
+        and " " not in token
+    ):
+        return []
+    return [
+        checks.Error(
+            f"SSE['METRICS_TOKEN'] must be a string of at least {MIN_METRICS_TOKEN_LENGTH} "
+            'printable ASCII characters without spaces, or None (or "": unset).',
+            hint="e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'; "
+            "unset, only staff users read the metrics.",
+            id="sse.E010",
+        )
+    ]

@@ -33,6 +33,9 @@ DEFAULTS: dict[str, Any] = {
     "GC_FREEZE": False,
     # Under load, the Redis listener reads events in batches at most this old.
     "COALESCE_MS": 1,
+    # ``Authorization: Bearer <this>`` reads GET .../sse/metrics (Prometheus);
+    # unset, only staff users may.
+    "METRICS_TOKEN": None,
 }
 
 
@@ -92,6 +95,10 @@ class Settings:
     @property
     def COALESCE_MS(self) -> float:
         return float(self._get("COALESCE_MS"))
+
+    @property
+    def METRICS_TOKEN(self) -> str | None:
+        return self._get("METRICS_TOKEN") or None
 
     @property
     def SESSION_ACCESS(self) -> str:

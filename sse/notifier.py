@@ -12,14 +12,19 @@ from typing import Any
 
 from ._stream.events import prepare
 from ._stream.hub import get_hub
+from .metrics import EVENTS_PUBLISHED
 
 
 def send(session_id: str, type: str, data: dict[str, Any] | None = None) -> str:
-    return get_hub().broker.publish(session_id, prepare(session_id, type, data))
+    event_id = get_hub().broker.publish(session_id, prepare(session_id, type, data))
+    EVENTS_PUBLISHED.inc()
+    return event_id
 
 
 async def asend(session_id: str, type: str, data: dict[str, Any] | None = None) -> str:
-    return await get_hub().broker.apublish(session_id, prepare(session_id, type, data))
+    event_id = await get_hub().broker.apublish(session_id, prepare(session_id, type, data))
+    EVENTS_PUBLISHED.inc()
+    return event_id
 
 
 def tool_status_data(tool_name: str, status: str, **details: Any) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.urls import path, re_path, reverse
 
-from ._http import api, schema, stream, views
+from ._http import api, metrics, schema, stream, views
 
 app_name = "sse"
 
@@ -15,6 +15,10 @@ urlpatterns = [
     path("sse/sessions/", views.SessionsView.as_view(), name="sessions"),
     path("sse/tickets/", views.TicketsView.as_view(), name="tickets"),
     path("sse/schema/", schema.SchemaView.as_view(), name="schema"),
+    path("sse/metrics/", metrics.MetricsView.as_view(), name="metrics"),
+    # Also without the slash, the way scrape configs tend to spell it: no
+    # redirect for the scraper to follow (nor a host without APPEND_SLASH).
+    path("sse/metrics", metrics.MetricsView.as_view(schema=None)),
     # Any rest of the path is the session id: a malformed one ("", "a/b") is
     # the views' JSON 400, not the site's HTML 404.
     re_path(r"^sse/events/(?P<session_id>[\s\S]*)$", stream.events, name="events"),

@@ -14,7 +14,7 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar
 
 import pytest
 
@@ -371,15 +371,19 @@ def _chromium() -> str | None:
     return None
 
 
+def missing_system_package(message: str) -> NoReturn:
+    """Skip the test for want of a system package; under CI=true, fail it."""
+    if IN_CI:
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("browser") and _chromium() is None:
-        message = (
+        missing_system_package(
             "Chromium is not installed: run `apt-get install chromium chromium-driver` "
             "(`make test` installs them when run as root)"
         )
-        if IN_CI:
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
 
 
 @pytest.fixture(scope="session")
@@ -444,14 +448,27 @@ def inprocess_server(django_db_setup: None) -> Iterator[InProcessServer]:
         server.stop()
 
 
+# One publishing broker per Redis for the whole run: its pooled sockets
+# stay in use rather than leak.
 _redis_brokers: dict[str, Any] = {}
+
+
+@pytest.fixture
+def redis_publisher(redis_server: RedisServer) -> Any:
+    """A Redis broker in this process, publishing to ``redis_server``."""
+    from sse._stream.hub import StreamHub
+
+    broker = _redis_brokers.get(redis_server.url)
+    if broker is None:
+        broker = _redis_brokers[redis_server.url] = StreamHub(redis_server.url).broker
+    return broker
 
 
 @pytest.fixture
 def make_stack(request: pytest.FixtureRequest, settings: Any, live_db: None) -> Callable[..., Any]:
     """``make_stack("memory"|"redis", **sse)``: a server with those ``SSE``
     settings and a publisher (this process) using the same ones."""
-    from sse._stream.hub import StreamHub, get_hub
+    from sse._stream.hub import get_hub
     from sse._transport.memory import MemoryBroker
     from tests.streaming import Stack
 
@@ -466,11 +483,8 @@ def make_stack(request: pytest.FixtureRequest, settings: Any, live_db: None) -> 
             assert isinstance(broker, MemoryBroker)
             return Stack(kind, server.base_url, broker, server)
         factory = request.getfixturevalue("server_factory")
-        redis_server = request.getfixturevalue("redis_server")
         server = factory("redis", sse=sse)
-        broker = _redis_brokers.get(redis_server.url)
-        if broker is None:
-            broker = _redis_brokers[redis_server.url] = StreamHub(redis_server.url).broker
+        broker = request.getfixturevalue("redis_publisher")
         return Stack(kind, server.base_url, broker, server)
 
     return make

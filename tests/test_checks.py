@@ -114,3 +114,13 @@ def test_e009_authentication_classes(value: object) -> None:
     assert (
         ids({"AUTHENTICATION_CLASSES": ["rest_framework.authentication.BasicAuthentication"]}) == []
     )
+
+
+@pytest.mark.parametrize(
+    "value", ["short", "x" * 15, "tok en-0123456789abcdef", "jeton-é-0123456789abcd", 12345, False]
+)
+def test_e010_metrics_token(value: object) -> None:
+    assert ids({"METRICS_TOKEN": value}) == ["sse.E010"]
+    assert ids({"METRICS_TOKEN": "x" * 16}) == []
+    assert ids({"METRICS_TOKEN": None}) == []
+    assert ids({"METRICS_TOKEN": ""}) == []  # unset, e.g. from an empty variable

@@ -40,6 +40,7 @@ def test_the_schema_documents_every_endpoint(live: dict[str, Any]) -> None:
         "/sse/sessions/",
         "/sse/tickets/",
         "/sse/health/{session_id}",
+        "/sse/metrics/",
         "/sse/events/{session_id}",
         "/sse/permission-response/{session_id}",
     }
@@ -83,4 +84,4 @@ def test_fuzzed_requests_get_no_5xx_and_json_errors(api_schema: Any, live: dict[
             )
 
         fuzz()
-    assert len(fuzzed) == 7, fuzzed
+    assert len(fuzzed) == 8, fuzzed

@@ -12,9 +12,10 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 from rest_framework import exceptions
 
+from .. import metrics
 from .._process import gc_freeze, shutdown
 from .._process.threads import database_sync_to_async, release_request_thread
-from .._stream import backlog
+from .._stream import backlog, tally
 from .._stream.backlog import BacklogProvider
 from .._stream.events import (
     ZERO,
@@ -28,7 +29,6 @@ from .._stream.events import (
 )
 from .._stream.hub import StreamHub, get_hub
 from .._stream.queue import Connection
-from .._stream.replay import plan_replay
 from ..conf import conf
 from ..errors import error_response
 from ..exceptions import BrokerUnavailable, InvalidSessionId, SessionNotFound, TooManyConnections
@@ -43,6 +43,12 @@ CLOCK_MARGIN_MS = 1000
 
 
 async def events(request: HttpRequest, session_id: str) -> HttpResponseBase:
+    response = await _open(request, session_id)
+    metrics.STREAM_OPENS.labels(str(response.status_code)).inc()
+    return response
+
+
+async def _open(request: HttpRequest, session_id: str) -> HttpResponseBase:
     refused = refuse_disallowed_host(request)
     if refused is not None:
         return refused
@@ -192,6 +198,7 @@ async def _stream(
     one that iterates this), in the request's context."""
     loop = conn.loop
     session_id = conn.session_id
+    counts = tally.of(loop)
     conn.owned_by(asyncio.current_task())
     release_request_thread()
     interval = conf.HEARTBEAT_INTERVAL
@@ -220,12 +227,16 @@ async def _stream(
                     yield render_unnumbered("access_revoked", session_id, {})
                 break
             if batch:
-                chunk = b"".join([event.frame for event in batch if event.key > sent])
+                frames = [event.frame for event in batch if event.key > sent]
                 sent = max(sent, batch[-1].key)
                 # Nothing of this batch stays referenced while the stream
                 # waits: the collector would have to walk it again and again.
                 batch = None
-                if chunk:
+                delivered = len(frames)
+                chunk = b"".join(frames)
+                del frames
+                if delivered:
+                    counts.delivered += delivered
                     yield chunk
             now = loop.time()
             if now >= expires:
@@ -237,6 +248,8 @@ async def _stream(
     finally:
         conn.close()
         hub.detach(conn)
+        if conn.ended == "overflow":
+            metrics.SLOW_CLIENT_DISCONNECTS.inc()
 
 
 async def _catch_up(
@@ -252,15 +265,13 @@ async def _catch_up(
     arrives live: no gap, and the key comparison drops duplicates.
     """
     session_id = conn.session_id
-    read = await hub.broker.read(session_id, after)
-    replay = plan_replay(read, after)
-    if replay.needs_whole_buffer:
-        read = await hub.broker.read(session_id, ZERO)
-        replay = plan_replay(read, after, whole=True)
+    read, replay = await hub.replay(session_id, after)
     parts: list[bytes] = []
     if replay.gap is not None:
         parts.append(render_unnumbered("replay_gap", session_id, replay.gap.as_data()))
+        metrics.REPLAY_GAPS.inc()
     parts.extend(event.frame for event in replay.events)
+    tally.of(conn.loop).delivered += len(replay.events)
     conn.go_live(replay.position)
     if read.newest is not None and read.newest[0] >= probed_ms - CLOCK_MARGIN_MS:
         # Published since the probes ran, before this stream subscribed: it

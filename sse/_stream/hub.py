@@ -20,9 +20,9 @@ from .._transport import Broker, make_broker
 from ..conf import conf
 from ..exceptions import BrokerUnavailable, TooManyConnections
 from . import leases, revocation
-from .events import ZERO, Event
+from .events import ZERO, Event, EventKey
 from .queue import Connection
-from .replay import BufferRead, plan_replay
+from .replay import BufferRead, Replay, plan_replay
 
 logger = logging.getLogger(__name__)
 
@@ -264,6 +264,17 @@ class StreamHub:
         for conn in tuple(streams.sessions.get(sid, ())):
             for event in held:
                 conn.offer(event)
+
+    async def replay(self, session_id: str, after: EventKey | None) -> tuple[BufferRead, Replay]:
+        """What a client at ``after`` must be sent from the session's buffer
+        (``plan_replay``), and the read it was planned on.  Raises
+        BrokerUnavailable."""
+        read = await self.broker.read(session_id, after)
+        replay = plan_replay(read, after)
+        if replay.needs_whole_buffer:
+            read = await self.broker.read(session_id, ZERO)
+            replay = plan_replay(read, after, whole=True)
+        return read, replay
 
     # -- the whole process ------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from typing import Any
 import hiredis
 from redis.exceptions import RedisError
 
+from .. import metrics
 from .._stream.events import Event, render
 from ..conf import conf
 from ..exceptions import BrokerUnavailable
@@ -152,6 +153,7 @@ class SessionListener:
                 self.connected = True
                 self._connected.set()
                 if recovering:
+                    metrics.BROKER_RECONNECTS.inc()
                     logger.info("SSE Redis listener reconnected; %d sessions", len(sessions))
                     if futures:
                         self._recover(sessions, _all_of(self.loop, futures))

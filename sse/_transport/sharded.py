@@ -28,6 +28,7 @@ from redis.crc import key_slot
 from redis.exceptions import RedisError
 
 from .._stream.events import Event, render
+from .. import metrics
 from ..conf import conf
 from ..exceptions import BrokerUnavailable
 from .keys import channel as channel_of
@@ -255,9 +256,12 @@ class ShardedListener:
     # -- sessions leaving their node -------------------------------------------------
 
     def lost(self, shard: _Shard) -> None:
-        """``shard``'s connection is gone: its sessions move."""
+        """``shard``'s connection is gone: its sessions move (a reconnect,
+        to the same node or to the one now serving their slots)."""
         if self._shards.get(shard.address) is shard:
             del self._shards[shard.address]
+        if shard.sessions:
+            metrics.BROKER_RECONNECTS.inc()
         self.moved(shard, list(shard.sessions))
 
     def moved(self, shard: _Shard | None, session_ids: list[str]) -> None:
