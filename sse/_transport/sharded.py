@@ -27,8 +27,8 @@ import hiredis
 from redis.crc import key_slot
 from redis.exceptions import RedisError
 
-from .._stream.events import Event, render
 from .. import metrics
+from .._stream.events import Event, render
 from ..conf import conf
 from ..exceptions import BrokerUnavailable
 from .keys import channel as channel_of
