@@ -70,3 +70,33 @@ async def test_a_storm_of_opens_freezes_every_few_hundred(monkeypatch: pytest.Mo
     long_lived = [[n] for n in range(1000)]
     pauses.stream_opened(loop)  # the fifth, with no pause in between
     assert gc.get_freeze_count() >= len(long_lived)
+
+
+async def test_frozen_garbage_is_reclaimed_once_as_many_streams_closed_as_are_open(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pauses, "SETTLE", 0.01)
+    monkeypatch.setattr(pauses, "UNFREEZE_INTERVAL", 3600.0)
+    monkeypatch.setattr(pauses, "UNFREEZE_AFTER_CLOSED", 3)
+    monkeypatch.setattr(pauses, "_last_unfreeze", time.monotonic())
+    monkeypatch.setattr(pauses, "_open", 0)
+    monkeypatch.setattr(pauses, "_closed_since_unfreeze", 0)
+    loop = asyncio.get_running_loop()
+    for _ in range(9):
+        pauses.stream_opened(loop)
+    await asyncio.sleep(0.05)
+    cycle = _Cycle()
+    gone = weakref.ref(cycle)
+    gc.collect()
+    gc.freeze()
+    del cycle
+    for _ in range(3):  # 3 closed, 7 open: it stays frozen
+        pauses.stream_closed()
+    pauses.stream_opened(loop)
+    await asyncio.sleep(0.05)
+    assert gone() is not None
+    for _ in range(5):  # 8 closed, 3 open
+        pauses.stream_closed()
+    pauses.stream_opened(loop)
+    await asyncio.sleep(0.05)
+    assert gone() is None

@@ -248,6 +248,7 @@ async def _stream(
     finally:
         conn.close()
         hub.detach(conn)
+        gc_freeze.stream_closed()
         if conn.ended == "overflow":
             metrics.SLOW_CLIENT_DISCONNECTS.inc()
 

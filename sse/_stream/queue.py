@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -77,7 +78,7 @@ class Connection:
         # True once the stream has read the buffer: from then on, catching
         # up after a broker outage is the fan-out's job (``StreamHub``).
         self.live = not counted
-        self._task: asyncio.Task[object] | None = None
+        self._task: weakref.ref[asyncio.Task[object]] | None = None
         self._on_end: Callable[[Connection], None] | None = None
         # One timer per deadline (the next heartbeat), not one per wait: a
         # stream that gets an event every few milliseconds would otherwise
@@ -92,8 +93,11 @@ class Connection:
         self._on_end = callback
 
     def owned_by(self, task: asyncio.Task[object] | None) -> None:
-        """The stream's task: cancelled if it cannot end by itself."""
-        self._task = task
+        """The stream's task: cancelled if it cannot end by itself.  Held
+        weakly: the task holds the response, which holds the stream, whose
+        finalizer holds this connection; a strong reference would keep
+        every closed stream alive."""
+        self._task = None if task is None else weakref.ref(task)
 
     def go_live(self, position: EventKey) -> None:
         """The stream has read the buffer up to ``position``."""
@@ -128,18 +132,22 @@ class Connection:
             self._on_end(self)
         if self._waiting:
             self._wake()
-        elif self._task is not None:
+        elif (task := self._owner()) is not None:
             if reason == "overflow":
                 # Stuck writing to a client that does not read: only
                 # cancelling the write frees the stream.
-                self._task.cancel()
+                task.cancel()
             else:
                 # Busy for a moment, or stuck: give it a moment to end cleanly.
                 self.loop.call_later(1.0, self._cancel)
 
     def _cancel(self) -> None:
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
+        task = self._owner()
+        if task is not None and not task.done():
+            task.cancel()
+
+    def _owner(self) -> asyncio.Task[object] | None:
+        return None if self._task is None else self._task()
 
     def set_alarm(self, when: float) -> None:
         """Wake the stream at loop time ``when``, events or not: ``wait()``

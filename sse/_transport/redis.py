@@ -163,6 +163,10 @@ def _script_call(script: str, keys: tuple[str, ...], *args: str) -> tuple[bytes,
     )
 
 
+def _noscript(reply: Any) -> bool:
+    return isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT")
+
+
 def _args(body: bytes) -> list[Any]:
     return [conf.BUFFER_SIZE + 1, conf.BUFFER_TTL, body, LAST_ID_TTL]
 
@@ -407,16 +411,24 @@ class RedisBroker(Broker):
     async def renew_leases(self, leases: dict[str, list[str]], seconds: float) -> None:
         loop = asyncio.get_running_loop()
         held = _ms(seconds)
-        await asyncio.gather(
-            *(
-                self._call(
-                    loop,
-                    sid,
-                    *_script_call(RENEW_LEASES, (leases_key(sid, self._tagged),), held, *ids),
-                )
-                for sid, ids in leases.items()
-            )
-        )
+        calls = {
+            sid: _script_call(RENEW_LEASES, (leases_key(sid, self._tagged),), held, *ids)
+            for sid, ids in leases.items()
+        }
+        if self._tagged:  # each to its slot's node
+            for sid, (request, whole) in calls.items():
+                await self._call(loop, sid, request, whole)
+            return
+        # One pipelined write; EVAL for all if Redis lost the script.
+        try:
+            replies = await self._loop_commands(loop).call_many([c[0] for c in calls.values()])
+            if any(_noscript(reply) for reply in replies):
+                replies = await self._loop_commands(loop).call_many([c[1] for c in calls.values()])
+        except (OSError, EOFError, RedisError, hiredis.ProtocolError) as exc:
+            raise BrokerUnavailable(f"Redis lease renewal failed: {exc}") from exc
+        for reply in replies:
+            if isinstance(reply, hiredis.ReplyError):
+                raise BrokerUnavailable(f"Redis lease renewal failed: {reply}")
 
     def lease_count(self, session_id: str) -> int:
         try:
