@@ -246,6 +246,12 @@ class Generator:
             if client.transport is not None:
                 client.transport.abort()
             return -1
+        except asyncio.CancelledError:
+            # churn_stop: a stream left open here would be a second one of
+            # its session once the session is opened again (duplicates).
+            if client.transport is not None:
+                client.transport.abort()
+            raise
         if status == 200:
             self.clients[i] = client
         else:

@@ -168,7 +168,8 @@ class Soak:
             "cpu_s": cpu_secs(pid),
         }
         started = time.monotonic()
-        probe = ask(server, f"top={self.top or 0}")
+        # A tracemalloc snapshot of the whole heap takes a while.
+        probe = ask(server, f"top={self.top or 0}", timeout=300 if self.top else 30)
         row["probe_ms"] = round((time.monotonic() - started) * 1000, 1)
         if probe.pop("pid") != pid:
             raise SystemExit("the probe answered from another process than the server's")
@@ -256,7 +257,8 @@ def judge(
     }
     figures: dict[str, Any] = {}
     flat = lost == 0
-    keys = ("rss_mb", "fds", "tasks_min", "tasks_max", "streams", "gc_objects", "gc_frozen")
+    keys = ("rss_mb", "fds", "tasks_min", "tasks_max", "tasks_alive", "streams")
+    keys += ("gc_objects", "gc_frozen")
     for key in keys:
         a, b = mean(first, key), mean(last, key)
         entry: dict[str, Any] = {
@@ -289,6 +291,7 @@ COLUMNS = (
     "fds",
     "tasks_min",
     "tasks_max",
+    "tasks_alive",
     "streams",
     "gc_objects",
     "gc_frozen",
@@ -305,11 +308,13 @@ COLUMNS = (
 
 
 def table(samples: list[dict[str, Any]], verdict: dict[str, Any]) -> str:
-    fmt = " ".join(["{:>5}", "{:>7}", *["{:>6}"] * 3, "{:>7}", "{:>8}", "{:>8}", *["{:>6}"] * 9])
-    head = ("min", "rss MB", "fds", "tasks", "max", "streams", "objects", "frozen", "cpu%", "runq")
+    fmt = " ".join(["{:>5}", "{:>7}", *["{:>6}"] * 4, "{:>7}", "{:>8}", "{:>8}", *["{:>6}"] * 9])
+    head = ("min", "rss MB", "fds", "tasks", "max", "alive", "streams", "objects", "frozen")
+    head += ("cpu%", "runq")
     head += ("redis", "probe", "p99", "missing", "churned", "failed", "errors")
     lines = [
-        "tasks: fewest and most in the interval; runq: ms the loop waited for a CPU in the"
+        "tasks: fewest and most in the interval, alive: Task objects referenced, done or not;"
+        " runq: ms the loop waited for a CPU in the"
         " interval; redis MB; probe, p99 (of the events that arrived in the interval) ms;"
         " missing: older than 5 s, not arrived",
         fmt.format(*head),

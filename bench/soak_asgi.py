@@ -7,14 +7,20 @@ The task count swings: every 10 s the lease renewal (``sse._stream.leases``)
 holds one task per stream for as long as Redis takes to answer them all.  So
 a sampler counts the tasks every ``EVERY`` seconds, and the probe gives the
 fewest and the most since its previous answer as well as the count now.
+``all_tasks()`` walks every Task object still referenced, finished or not:
+with a leak of tasks each count costs more (at 0.5 s, 30 minutes into the
+first soak, the sampler took a third of the loop's busy time), hence 2 s.
+``tasks_alive`` is that number: Task objects that are referenced, done or not.
 
 For hunting a leak: ``SOAK_TRACEMALLOC=<frames>`` starts tracemalloc at
 import, and ``GET /_soak/figures?top=20`` then adds the 20 biggest
 allocation sites by line and the growth since the previous ``top`` request;
 ``?garbage=20`` gives the frozen generation back to the collector, runs it
-once in full and names the 20 commonest kinds of garbage it found (a full
-pause, and the frozen objects that live on stay unfrozen until the next
-freeze).
+once in full and names the 20 commonest kinds of garbage it found;
+``?census=20`` does the same collection, then counts what lives on by kind
+and names the 20 kinds that grew most since the previous census.  Both are a
+full pause, and freeze what lives on again, as ``sse._process.gc_freeze``
+would.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import json
 import os
 import threading
 import tracemalloc
+import types
 from collections import Counter
 from typing import Any
 from urllib.parse import parse_qs
@@ -36,10 +43,11 @@ if os.environ.get("SOAK_TRACEMALLOC"):
 
 from agent_backend.asgi import application as project
 
-EVERY = 0.5
+EVERY = 2.0
 _snapshot: tracemalloc.Snapshot | None = None
 _sampler: asyncio.Task[None] | None = None
 _range: dict[str, list[int]] = {}
+_previous: Counter[str] | None = None
 
 
 async def _sample() -> None:
@@ -66,6 +74,8 @@ def figures(top: int) -> dict[str, Any]:
     out: dict[str, Any] = {
         "pid": os.getpid(),
         "tasks": len(tasks),
+        # asyncio's registry of tasks (a WeakSet): finished ones stay until freed.
+        "tasks_alive": len(getattr(asyncio.tasks, "_all_tasks", ())),
         "streams": get_hub().connection_count(),
         "threads": threading.active_count(),
         "gc_counts": gc.get_count(),
@@ -100,17 +110,42 @@ def _garbage(n: int) -> dict[str, Any]:
     found = len(gc.garbage)
     gc.garbage.clear()
     gc.collect()
+    gc.freeze()
     return {"garbage": found, "garbage_kinds": dict(kinds.most_common(n))}
+
+
+def _census(n: int) -> dict[str, Any]:
+    global _previous
+    gc.unfreeze()
+    gc.collect()
+    alive = Counter(_name(o) for o in gc.get_objects())
+    gc.freeze()
+    out: dict[str, Any] = {"census": alive.total()}
+    if _previous is not None:
+        grew = alive.copy()
+        grew.subtract(_previous)
+        out["census_growth"] = dict(grew.most_common(n))
+    _previous = alive
+    return out
+
+
+_NAMED = (
+    types.CoroutineType,
+    types.GeneratorType,
+    types.AsyncGeneratorType,
+    types.FunctionType,
+    types.MethodType,
+)
 
 
 def _name(o: object) -> str:
     kind = type(o)
     name = f"{kind.__module__}.{kind.__qualname__}"
-    code = getattr(o, "f_code", None) or getattr(o, "cr_code", None) or getattr(o, "ag_code", None)
-    if code is not None:
-        name += f" {code.co_qualname}"
-    elif callable(o) and hasattr(o, "__qualname__"):
-        name += f" {o.__qualname__}"
+    # By type alone: isinstance() would ask a dead weak proxy for its class.
+    if kind is types.FrameType:
+        name += f" {o.f_code.co_qualname}"  # type: ignore[attr-defined]
+    elif kind in _NAMED:
+        name += f" {o.__qualname__}"  # type: ignore[attr-defined]
     return name
 
 
@@ -138,7 +173,13 @@ async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
         query = parse_qs(scope.get("query_string", b"").decode())
         top = int(query.get("top", ["0"])[0])
         garbage = int(query.get("garbage", ["0"])[0])
-        body = json.dumps({**figures(top), **(_garbage(garbage) if garbage else {})}).encode()
+        census = int(query.get("census", ["0"])[0])
+        out = figures(top)
+        if garbage:
+            out.update(_garbage(garbage))
+        if census:
+            out.update(_census(census))
+        body = json.dumps(out).encode()
         headers = [(b"content-type", b"application/json")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
