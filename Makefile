@@ -26,7 +26,7 @@ else \
 fi
 endef
 
-.PHONY: test test-postgres test-production demo lint bench clean system-deps $(VENV)
+.PHONY: test test-postgres test-production demo lint bench soak clean system-deps $(VENV)
 
 $(VENV): $(STAMP)
 
@@ -111,6 +111,15 @@ lint: $(VENV)
 BENCH_ARGS ?=
 bench: $(VENV) system-deps
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+# The soak (bench/README.md): 2,000 streams for SOAK_MINUTES under churn and
+# publishing; exits non-zero if RSS, descriptors or tasks grew or an event
+# was lost.  Not part of `test`: it takes half an hour.
+SOAK_MINUTES ?= 30
+SOAK_ARGS ?=
+soak: $(VENV)
+	@command -v redis-server >/dev/null || { $(call apt_install,redis-server); }
+	$(PY) bench/soak.py --minutes $(SOAK_MINUTES) $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) $(RUN) .pytest_cache .mypy_cache .ruff_cache

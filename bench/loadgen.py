@@ -14,7 +14,15 @@ Driven by run.py over stdin/stdout, one JSON object per line:
   {"cmd": "drop", "n": 2000}
   {"cmd": "reconnect", "n": 2000, "timeout": 30}
   {"cmd": "storm_report", "log": "/path/pub.bin", "drain": 10.0}
+  {"cmd": "churn", "per_tick": 20, "every": 1.0, "timeout": 10}
+  {"cmd": "churn_stop", "timeout": 30}
+  {"cmd": "missing", "log": "/path/pub.bin", "older_than": 5.0}
   {"cmd": "close"}
+
+``churn`` (bench/soak.py) closes ``per_tick`` streams every ``every`` seconds
+and reopens each with its Last-Event-ID, in the background until
+``churn_stop``; ``missing`` counts the events of a log still being written
+that are older than ``older_than`` seconds and have not arrived.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import argparse
 import array
 import asyncio
 import json
+import random
 import re
 import resource
 import sys
@@ -210,6 +219,10 @@ class Generator:
         self.clients: list[SSEClient | None] = [None] * len(paths)
         self.last_ids: list[bytes | None] = [None] * len(paths)
         self.reconnect_start = 0
+        self.churner: asyncio.Task[None] | None = None
+        self.churn_stats: dict[str, int] = {}
+        self.reopen: set[int] = set()  # streams to open again: failed or ended
+        self.tail: dict[str, tuple[int, list[tuple[int, int]]]] = {}
 
     def _request(self, i: int, last_id: bytes | None) -> bytes:
         extra = b"Last-Event-ID: %s\r\n" % last_id if last_id else b""
@@ -233,6 +246,12 @@ class Generator:
             if client.transport is not None:
                 client.transport.abort()
             return -1
+        except asyncio.CancelledError:
+            # churn_stop: a stream left open here would be a second one of
+            # its session once the session is opened again (duplicates).
+            if client.transport is not None:
+                client.transport.abort()
+            raise
         if status == 200:
             self.clients[i] = client
         else:
@@ -296,7 +315,9 @@ class Generator:
     def load_log(path: str) -> tuple[array.array[int], array.array[int], array.array[int]]:
         raw = array.array("q")
         with open(path, "rb") as f:
-            raw.frombytes(f.read())
+            data = f.read()
+        # The publisher may be writing: whole records only.
+        raw.frombytes(data[: len(data) - len(data) % (3 * raw.itemsize)])
         return raw[0::3], raw[1::3], raw[2::3]
 
     def _held(self, sid: int) -> bool:
@@ -362,6 +383,137 @@ class Generator:
             "caught_up_secs": None if missed_before else round((last - start) / 1e9, 3),
             "dups": self.stats.dups,
             "errors": dict(self.stats.errors),
+        }
+
+    # -- churn (bench/soak.py) ----------------------------------------------------
+
+    def churn(self, per_tick: int, every: float, timeout: float) -> dict[str, Any]:
+        if self.churner is None:
+            self.churn_stats = {
+                "ticks": 0,
+                "closed": 0,
+                "reopened": 0,
+                "reopen_failed": 0,
+                "ended_by_server": 0,
+                "late_ticks": 0,
+            }
+            self.churner = asyncio.get_running_loop().create_task(
+                self._churn(per_tick, every, timeout)
+            )
+        return {"churning": True}
+
+    async def _churn(self, per_tick: int, every: float, timeout: float) -> None:
+        rng = random.Random(7)
+        stats = self.churn_stats
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time()
+        while True:
+            next_tick += every
+            for i, client in enumerate(self.clients):
+                if client is not None and client.closed.done():
+                    # Ended by the server: open it again like a browser would.
+                    stats["ended_by_server"] += 1
+                    self.last_ids[i] = client.last_id
+                    self.clients[i] = None
+                    self.reopen.add(i)
+            # Only streams that have seen an event: reopened without an id,
+            # a stream would miss what was published meanwhile, by design.
+            candidates = [
+                i for i, c in enumerate(self.clients) if c is not None and c.last_id is not None
+            ]
+            picked = rng.sample(candidates, min(per_tick, len(candidates)))
+            retry, self.reopen = self.reopen, set()
+            await asyncio.gather(
+                *(self._cycle(i, abort=rng.random() < 0.5) for i in picked),
+                *(self._reopen(i, timeout) for i in retry),
+            )
+            await asyncio.gather(*(self._reopen(i, timeout) for i in picked))
+            stats["ticks"] += 1
+            delay = next_tick - loop.time()
+            if delay < 0:
+                stats["late_ticks"] += 1
+                next_tick = loop.time()
+            await asyncio.sleep(max(0.0, delay))
+
+    async def _cycle(self, i: int, abort: bool) -> None:
+        """Close stream ``i``: half of them with a FIN, half with a reset."""
+        client = self.clients[i]
+        if client is None or client.transport is None:
+            return
+        self.last_ids[i] = client.last_id
+        self.clients[i] = None
+        if abort:
+            client.transport.abort()
+        else:
+            client.transport.close()
+        self.churn_stats["closed"] += 1
+        await asyncio.wait([client.closed], timeout=5)
+
+    async def _reopen(self, i: int, timeout: float) -> None:
+        if self.clients[i] is not None:
+            return
+        status = await self._open(i, self.last_ids[i], timeout)
+        if status == 200:
+            self.churn_stats["reopened"] += 1
+        else:
+            self.churn_stats["reopen_failed"] += 1
+            self.reopen.add(i)
+
+    async def churn_stop(self, timeout: float) -> dict[str, Any]:
+        """Stop churning; open again whatever is closed, until ``timeout``."""
+        if self.churner is not None:
+            self.churner.cancel()
+            (outcome,) = await asyncio.gather(self.churner, return_exceptions=True)
+            self.churner = None
+            if isinstance(outcome, Exception):
+                self.churn_stats["failed"] = 1
+            # Cancelled between closing streams and opening them again.
+            self.reopen |= {i for i, client in enumerate(self.clients) if client is None}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for i, client in enumerate(self.clients):
+                if client is not None and client.closed.done():
+                    self.churn_stats["ended_by_server"] += 1
+                    self.last_ids[i] = client.last_id
+                    self.clients[i] = None
+                    self.reopen.add(i)
+            if not self.reopen:
+                break
+            retry, self.reopen = self.reopen, set()
+            await asyncio.gather(*(self._reopen(i, timeout) for i in retry))
+            if self.reopen:
+                await asyncio.sleep(1.0)
+        return {**self.churn_stats, "closed_at_stop": len(self.reopen), **self.status()}
+
+    def missing(self, log: str, older_than: float) -> dict[str, Any]:
+        """Events in the log (still being written) older than ``older_than``
+        seconds that no client has seen; read incrementally."""
+        done, pending = self.tail.get(log, (0, []))
+        try:
+            seqs, _, stamps = self.load_log(log)
+        except FileNotFoundError:  # the publisher has not started yet
+            seqs = stamps = array.array("q")
+        pending.extend(zip(seqs[done:], stamps[done:], strict=True))
+        done = len(seqs)
+        recv = self.stats.recv
+        arrived = sorted(recv[seq] - t for seq, t in pending if seq in recv)
+        pending = [(seq, t) for seq, t in pending if seq not in recv]
+        self.tail[log] = (done, pending)
+        cutoff = monotonic_ns() - int(older_than * 1e9)
+        churner = self.churner
+        return {
+            "published": done,
+            "missing": sum(1 for _, t in pending if t < cutoff),
+            "arrived": len(arrived),  # since the previous check, and their latency:
+            **_percentiles(arrived),
+            "churn_failed": repr(churner.exception())[:300]
+            if churner is not None and churner.done() and not churner.cancelled()
+            else None,
+            "received": len(recv),
+            "dups": self.stats.dups,
+            "errors": dict(self.stats.errors),
+            "churn": dict(self.churn_stats),
+            **self.status(),
         }
 
     def status(self) -> dict[str, Any]:
@@ -430,6 +582,12 @@ async def main() -> None:
             out = await gen.storm_report(cmd["log"], cmd.get("drain", 10.0))
         elif name == "status":
             out = gen.status()
+        elif name == "churn":
+            out = gen.churn(cmd.get("per_tick", 20), cmd.get("every", 1.0), cmd.get("timeout", 10))
+        elif name == "churn_stop":
+            out = await gen.churn_stop(cmd.get("timeout", 30))
+        elif name == "missing":
+            out = gen.missing(cmd["log"], cmd.get("older_than", 5.0))
         elif name == "close":
             gen.close()
             _reply({"closed": True})

@@ -25,7 +25,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, BinaryIO
 
 Publish = Callable[[str, dict[str, Any]], object]
 PublishMany = Callable[[list[tuple[str, dict[str, Any]]]], object]
@@ -132,6 +132,10 @@ def main() -> None:
     send(names[0], {"warmup": 1})  # connect and load the script before timing
     interval_ns = int(1e9 / args.rate)
     start = time.monotonic_ns()
+    # The log is written as it grows (bench/soak.py reads it while it runs).
+    out = open(args.log, "wb")  # noqa: SIM115 -- closed below
+    written = 0
+    next_write = start + 1_000_000_000
     hard_stop = start + int(args.seconds * 3e9) + 5_000_000_000
     i = 0
     while i < total:
@@ -166,9 +170,12 @@ def main() -> None:
             continue
         for seq, sid, _ in batch:
             log.extend((seq, sid, t))
+        if t >= next_write:
+            written = _append(out, log, written)
+            next_write = t + 1_000_000_000
     elapsed = (time.monotonic_ns() - start) / 1e9
-    with open(args.log, "wb") as f:
-        f.write(log.tobytes())
+    _append(out, log, written)
+    out.close()
     published = len(log) // 3
     print(
         json.dumps(
@@ -181,6 +188,13 @@ def main() -> None:
             }
         )
     )
+
+
+def _append(out: BinaryIO, log: array.array[int], written: int) -> int:
+    """Write the records logged since ``written``; returns how many are written."""
+    out.write(log[written:].tobytes())
+    out.flush()
+    return len(log)
 
 
 if __name__ == "__main__":

@@ -387,6 +387,19 @@ class Bench:
         }
 
     def fixtures(self, n: int) -> None:
+        self.ours_fixtures(n)
+        es = {**os.environ, **self.es_env()}
+        subprocess.run(
+            [str(BENCH_PY), "-m", "django", "migrate", "-v", "0"], cwd=ROOT, env=es, check=True
+        )
+        names = [f"s{i:05d}" for i in range(n)]
+        self.paths["starlette"] = self.work / "paths-starlette.json"
+        self.paths["starlette"].write_text(json.dumps([f"/events/{s}" for s in names]))
+        self.paths["eventstream"] = self.work / "paths-eventstream.json"
+        self.paths["eventstream"].write_text(json.dumps([f"/events/{s}/" for s in names]))
+
+    def ours_fixtures(self, n: int) -> Path:
+        """Our server's database: one user owning n sessions; their stream paths."""
         env = {**os.environ, **self.ours_env()}
         log(f"fixtures: migrate + {n} sessions")
         subprocess.run(
@@ -400,15 +413,7 @@ class Bench:
             check=True,
             stdout=subprocess.DEVNULL,
         )
-        es = {**os.environ, **self.es_env()}
-        subprocess.run(
-            [str(BENCH_PY), "-m", "django", "migrate", "-v", "0"], cwd=ROOT, env=es, check=True
-        )
-        names = [f"s{i:05d}" for i in range(n)]
-        self.paths["starlette"] = self.work / "paths-starlette.json"
-        self.paths["starlette"].write_text(json.dumps([f"/events/{s}" for s in names]))
-        self.paths["eventstream"] = self.work / "paths-eventstream.json"
-        self.paths["eventstream"].write_text(json.dumps([f"/events/{s}/" for s in names]))
+        return self.paths["ours"]
 
     def systems(self) -> dict[str, System]:
         uv = [
