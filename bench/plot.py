@@ -26,6 +26,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator
 STYLES: dict[str, dict[str, Any]] = {
     "ours-uvicorn": {"color": "tab:blue", "marker": "o", "linewidth": 2.5},
     "ours-daphne": {"color": "tab:cyan", "marker": "s"},
+    "ours-uvicorn-cluster": {"color": "tab:green", "marker": "h"},
     "ours-uvicorn-2w": {"color": "tab:purple", "marker": "^"},
     "ours-daphne-2w": {"color": "tab:pink", "marker": "v"},
     "sse-starlette": {"color": "tab:orange", "marker": "D"},

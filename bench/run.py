@@ -6,7 +6,8 @@ floor (bench/peers/floor.py: the least a Python server could do).
     python bench/run.py --systems ours-uvicorn,sse-starlette --scenarios idle,rate
 
 Each server runs as one process pinned to core 0 (``taskset -c 0``); the load
-generator, the publisher and a private redis-server run on core 1.  Results
+generator, the publisher and a private redis-server (or Redis Cluster) run on
+core 1.  Results
 are printed as one table and saved as JSON under the work directory (and
 ``bench/results/latest-<scale>.json``), with pictures from bench/plot.py.
 See bench/README.md.
@@ -52,6 +53,7 @@ SCALES: dict[str, dict[str, Any]] = {
         "rate_conns": 200,
         "rates": [200, 500],
         "rate_secs": 5,
+        "rate_idle_secs": 0,
         "rate_conns_extra": 400,
         "extra_rate": 200,
         "ladder": [200, 500, 1000],
@@ -66,6 +68,7 @@ SCALES: dict[str, dict[str, Any]] = {
         "rate_conns": 5000,
         "rates": [1000, 2000, 5000],
         "rate_secs": 20,
+        "rate_idle_secs": 30,
         "rate_conns_extra": 10000,
         "extra_rate": 2000,
         "ladder": [1000, 2000, 3000, 5000, 7500, 10000, 15000],
@@ -88,6 +91,7 @@ class System:
     paths: str  # key of the paths file
     ours: bool = False
     workers: int = 1
+    redis: str = "single"  # or "cluster": the Redis its server and publisher use
     notes: list[str] = field(default_factory=list)
     scenarios: tuple[str, ...] = tuple(SCENARIOS)  # the ones it takes part in
 
@@ -216,7 +220,87 @@ def rss_kb(pid: int) -> int:
 # -- processes ------------------------------------------------------------------
 
 
-class Redis:
+def redis_info(port: int) -> dict[str, str]:
+    """``INFO`` of the Redis node on ``port`` (every section), as text fields."""
+    done = subprocess.run(
+        ["redis-cli", "-p", str(port), "INFO", "everything"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=10,
+    )
+    return dict(
+        line.split(":", 1) for line in done.stdout.splitlines() if ":" in line and line[0] != "#"
+    )
+
+
+# Cumulative counters of a node sampled around a phase, by INFO field.
+NODE_COUNTERS = {
+    "cpu_s": ("used_cpu_sys", "used_cpu_user"),
+    "commands": ("total_commands_processed",),
+    "net_in_bytes": ("total_net_input_bytes",),
+    "net_out_bytes": ("total_net_output_bytes",),
+}
+
+
+class Broker:
+    """What a system publishes through: its nodes (role, port) can be
+    sampled for CPU, commands, network and memory around a phase."""
+
+    url: str
+    nodes: list[tuple[str, int]]
+
+    def flush(self) -> None:
+        for role, port in self.nodes:
+            if role == "primary":
+                subprocess.run(
+                    ["redis-cli", "-p", str(port), "FLUSHALL"],
+                    stdout=subprocess.DEVNULL,
+                    check=False,
+                    timeout=10,
+                )
+
+    def sample(self) -> list[dict[str, Any]]:
+        out = []
+        for role, port in self.nodes:
+            info = redis_info(port)
+            row: dict[str, Any] = {"role": role, "port": port}
+            for name, keys in NODE_COUNTERS.items():
+                row[name] = sum(float(info.get(k, 0)) for k in keys)
+            row["used_memory"] = int(info.get("used_memory", 0))
+            db0 = dict(kv.split("=") for kv in info.get("db0", "keys=0").split(","))
+            row["keys"] = int(db0["keys"])
+            out.append(row)
+        return out
+
+
+def broker_load(
+    before: list[dict[str, Any]], after: list[dict[str, Any]], published: int
+) -> dict[str, Any]:
+    """Per node: the counters' deltas and memory after; then the primaries'
+    CPU together and per published event."""
+    nodes = []
+    for b, a in zip(before, after, strict=True):
+        node = {"role": a["role"], "port": a["port"]}
+        for name in NODE_COUNTERS:
+            node[name] = round(a[name] - b[name], 4)
+        node["used_memory_mb"] = round(a["used_memory"] / 2**20, 2)
+        node["memory_delta_bytes"] = a["used_memory"] - b["used_memory"]
+        node["keys"] = a["keys"]
+        nodes.append(node)
+    primaries = [n for n in nodes if n["role"] == "primary"]
+    cpu = sum(n["cpu_s"] for n in primaries)
+    return {
+        "redis_nodes": nodes,
+        "redis_primary_cpu_s": round(cpu, 4),
+        "redis_replica_cpu_s": round(sum(n["cpu_s"] for n in nodes if n["role"] != "primary"), 4),
+        "redis_cpu_s_per_1k": round(cpu / published * 1000, 4) if published else None,
+        # The busiest primary's part of the primaries' CPU (1/3 is an even spread).
+        "redis_busiest_share": round(max(n["cpu_s"] for n in primaries) / cpu, 3) if cpu else None,
+    }
+
+
+class Redis(Broker):
     def __init__(self, work: Path) -> None:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
@@ -245,14 +329,7 @@ class Redis:
         )
         if not wait_port(self.port, 10):
             raise SystemExit("redis-server did not start")
-
-    def flush(self) -> None:
-        subprocess.run(
-            ["redis-cli", "-p", str(self.port), "FLUSHALL"],
-            stdout=subprocess.DEVNULL,
-            check=False,
-            timeout=10,
-        )
+        self.nodes = [("primary", self.port)]
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -260,6 +337,42 @@ class Redis:
             self.proc.wait(5)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+
+class Cluster(Broker):
+    """Three primaries and three replicas on core 1: bench/cluster.py runs
+    tests/topologies.py's ``ClusterTopology`` (its nodes inherit the core)."""
+
+    def __init__(self, work: Path) -> None:
+        log("starting a Redis Cluster: 3 primaries, 3 replicas")
+        self.proc = subprocess.Popen(
+            pinned(CLIENT_CORE, [str(MAIN_PY), str(BENCH / "cluster.py"), str(work / "cluster")]),
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], 120)
+        line = self.proc.stdout.readline() if ready else ""
+        if not line:
+            self.stop()
+            raise SystemExit(f"the Redis Cluster did not start; see {work}/cluster/node-*/")
+        started = json.loads(line)
+        self.url = started["url"]
+        self.nodes = [("primary", p) for p in started["primaries"]] + [
+            ("replica", p) for p in started["replicas"]
+        ]
+
+    def stop(self) -> None:
+        assert self.proc.stdin is not None
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()  # bench/cluster.py stops its nodes
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()
+            self.proc.wait(10)
 
 
 class Server:
@@ -356,17 +469,25 @@ class Bench:
         self.work = Path(args.work or f"/tmp/sse-bench-{stamp}")
         self.work.mkdir(parents=True, exist_ok=True)
         self.redis = Redis(self.work)
+        self.cluster: Cluster | None = None  # started when a system needs it
         self.seq = 0
         self.paths: dict[str, Path] = {}
         self.results: list[dict[str, Any]] = []
 
     # -- fixtures ---------------------------------------------------------------
 
-    def ours_env(self) -> dict[str, str]:
+    def broker(self, system: System) -> Broker:
+        if system.redis == "cluster":
+            assert self.cluster is not None, "run() starts the cluster"
+            return self.cluster
+        return self.redis
+
+    def ours_env(self, redis: str = "single") -> dict[str, str]:
+        url = self.cluster.url if redis == "cluster" and self.cluster else self.redis.url
         return {
             "DJANGO_SETTINGS_MODULE": "bench.settings",
             "DATABASE_URL": self.args.ours_database_url or f"sqlite:///{self.work}/bench.sqlite3",
-            "REDIS_URL": self.redis.url + self.args.ours_redis_query,
+            "REDIS_URL": url + self.args.ours_redis_query,
             "DJANGO_DEBUG": "0",
             "DJANGO_SECRET_KEY": "bench-only-not-secret-0123456789abcdefghijklmnopqrstuvwxyz",
             "JWT_ACCESS_SECONDS": str(6 * 3600),
@@ -447,6 +568,21 @@ class Bench:
                 "ours",
                 ours=True,
             ),
+            # The same server on a Redis Cluster: sessions spread over three
+            # shards by their hash tags; rate only (for the cluster / single
+            # Redis ratio and each shard's load).
+            "ours-uvicorn-cluster": System(
+                "ours-uvicorn-cluster",
+                MAIN_PY,
+                ["-m", "uvicorn", "agent_backend.asgi:application", *uv],
+                self.ours_env("cluster"),
+                "ours",
+                "ours",
+                ours=True,
+                redis="cluster",
+                notes=["3 primaries + 3 replicas on core 1 (bench/cluster.py)"],
+                scenarios=("rate",),
+            ),
             "ours-daphne": System(
                 "ours-daphne",
                 MAIN_PY,
@@ -526,14 +662,15 @@ class Bench:
         batch: bool = False,
     ) -> Any:
         path = self.work / f"pub-{self.seq}.bin"
+        redis_url = self.broker(system).url
         env = {
             **os.environ,
             **(
-                self.ours_env()
+                self.ours_env(system.redis)
                 if system.publisher == "ours"
                 else self.es_env()
                 if system.publisher == "eventstream"
-                else {"REDIS_URL": self.redis.url}
+                else {"REDIS_URL": redis_url}
             ),
         }
         python = MAIN_PY if system.publisher == "ours" else BENCH_PY
@@ -545,7 +682,7 @@ class Bench:
                 "--system",
                 system.publisher,
                 "--redis-url",
-                self.redis.url,
+                redis_url,
                 "--rate",
                 str(rate),
                 "--seconds",
@@ -586,7 +723,7 @@ class Bench:
             return {"published": 0, "errors": -1, "achieved_rate": 0}
 
     def start(self, system: System) -> tuple[Server, LoadGen]:
-        self.redis.flush()
+        self.broker(system).flush()
         server = Server(system, self.work)
         gen = LoadGen(server.port, self.paths[system.paths])
         return server, gen
@@ -637,6 +774,8 @@ class Bench:
         batch: bool = False,
     ) -> dict[str, Any]:
         gen.cmd(cmd="reset")
+        broker = self.broker(system)
+        nodes0 = broker.sample()
         user0, sys0 = cpu_times(server.pid)
         profiler = self.profile(system, server, f"{n}c-{int(rate)}", secs)
         pub, path = self.publish(system, rate, secs, n, batch=batch)
@@ -644,6 +783,7 @@ class Bench:
             profiler.wait(timeout=secs + 120)
         got = gen.cmd(cmd="collect", log=str(path), drain=3.0, wait=60)
         user1, sys1 = cpu_times(server.pid)
+        nodes1 = broker.sample()
         user, kernel = user1 - user0, sys1 - sys0
         cpu = user + kernel
         delivered = got["delivered"]
@@ -669,7 +809,34 @@ class Bench:
             "pass_50ms": ok,
             "publisher_bound": (pub.get("achieved_rate") or 0) < rate * 0.95,
             "pub_errors": pub.get("errors"),
+            **broker_load(nodes0, nodes1, pub.get("published") or 0),
         }
+
+    def _idle_phase(self, system: System, server: Server, n: int, secs: float) -> dict[str, Any]:
+        """The cost of ``n`` open streams and nothing published: heartbeats,
+        lease renewals (every 10 s), the cluster's own chatter."""
+        broker = self.broker(system)
+        nodes0, cpu0 = broker.sample(), cpu_secs(server.pid)
+        time.sleep(secs)
+        cpu, nodes1 = cpu_secs(server.pid) - cpu0, broker.sample()
+        load = broker_load(nodes0, nodes1, 0)
+        return {
+            "n": n,
+            "secs": secs,
+            "server_cpu_s": round(cpu, 3),
+            "server_us_per_stream_s": round(cpu / (n * secs) * 1e6, 3),
+            "redis_us_per_stream_s": round(load["redis_primary_cpu_s"] / (n * secs) * 1e6, 3),
+            **load,
+        }
+
+    def broker_idle(self, system: System, secs: float) -> None:
+        """What the system's Redis costs with no client at all (a cluster's
+        nodes ping each other): the floor under ``rate_idle``."""
+        broker = self.broker(system)
+        broker.flush()
+        before = broker.sample()
+        time.sleep(secs)
+        self.record(system, "broker_idle", secs=secs, **broker_load(before, broker.sample(), 0))
 
     def rate(
         self,
@@ -693,6 +860,9 @@ class Bench:
                     connect=conn,
                     status=held,
                 )
+            if scenario == "rate" and self.scale["rate_idle_secs"]:
+                idle = self._idle_phase(system, server, n, self.scale["rate_idle_secs"])
+                self.record(system, "rate_idle", **idle)
             for r in rates or self.scale["rates"]:
                 self.record(
                     system,
@@ -851,7 +1021,14 @@ class Bench:
     def run(self) -> None:
         systems = self.systems()
         names = self.args.systems.split(",") if self.args.systems else list(systems)
+        if any(systems[name].redis == "cluster" for name in names):
+            self.cluster = Cluster(self.work)
+            systems = self.systems()  # with the cluster's URL
         scenarios = self.args.scenarios.split(",") if self.args.scenarios else SCENARIOS
+        if "rate" in scenarios and self.scale["rate_idle_secs"]:
+            for topology in dict.fromkeys(systems[name].redis for name in names):
+                first = next(systems[name] for name in names if systems[name].redis == topology)
+                self.broker_idle(first, self.scale["rate_idle_secs"] / 3)
         biggest = max(
             [
                 *self.scale["idle"],
@@ -926,6 +1103,10 @@ def table(results: list[dict[str, Any]]) -> str:
             key = ("idle", row["system"], str(row["n"]))
         elif row["scenario"] in ("rate", "rate10k"):
             key = (row["scenario"], row["system"], f"{row['n']}c@{int(row['rate'])}/s")
+        elif row["scenario"] == "rate_idle":
+            key = ("rate_idle", row["system"], f"{row['n']}c {row['secs']:g}s")
+        elif row["scenario"] == "broker_idle":
+            key = ("rate_idle", row["system"], f"0c {row['secs']:g}s")
         elif row["scenario"] == "perm":
             mode = row.get("mode", "burst")
             think = f"@{row['think_ms'] / 1000:g}s" if mode == "steady" else ""
@@ -955,6 +1136,22 @@ def table(results: list[dict[str, Any]]) -> str:
                 f"delivered {m('delivered')} lost {m('lost')}  p50 {m('p50_ms')} p99 "
                 f"{m('p99_ms')} max {m('max_ms')} ms  cpu/1k {m('cpu_s_per_1k')} s  "
                 f"pub {m('achieved_rate')}/s"
+            )
+            if m("redis_cpu_s_per_1k") is not None:
+                text += (
+                    f"  redis cpu/1k published {m('redis_cpu_s_per_1k')} s"
+                    f" (busiest {m('redis_busiest_share')}; replicas {m('redis_replica_cpu_s')} s)"
+                )
+        elif scenario == "rate_idle" and point.startswith("0c"):
+            text = (
+                f"no clients: redis primaries {m('redis_primary_cpu_s')} s, "
+                f"replicas {m('redis_replica_cpu_s')} s"
+            )
+        elif scenario == "rate_idle":
+            text = (
+                f"server {m('server_us_per_stream_s')} µs/stream/s  redis primaries "
+                f"{m('redis_us_per_stream_s')} µs/stream/s ({m('redis_primary_cpu_s')} s; "
+                f"replicas {m('redis_replica_cpu_s')} s)"
             )
         elif scenario == "max":
             text = (
@@ -1027,6 +1224,26 @@ def ratios(results: list[dict[str, Any]]) -> list[str]:
             floor.append(f"  cpu/event @ {int(rate)}/s: {a / b:.2f}")
     if floor:
         out += ["ratios ours-uvicorn / floor (the ceiling of a Python server here)", *floor]
+    cluster = []
+    for rate in sorted({r["rate"] for r in results if r["scenario"] == "rate"}):
+        a = med("ours-uvicorn-cluster", "rate", "cpu_s_per_1k", rate=rate)
+        b = med("ours-uvicorn", "rate", "cpu_s_per_1k", rate=rate)
+        if a and b:
+            rows = [
+                r
+                for r in results
+                if r["system"] == "ours-uvicorn-cluster"
+                and r["scenario"] == "rate"
+                and r.get("rate") == rate
+                and "error" not in r
+            ]
+            behind = sum(1 for r in rows if r.get("publisher_bound"))
+            note = f" (its publisher fell behind in {behind} of {len(rows)})" if behind else ""
+            cluster.append(
+                f"  cluster / single Redis CPU per event @ {int(rate)}/s: {a / b:.2f}{note}"
+            )
+    if cluster:
+        out += ["ratios ours-uvicorn-cluster / ours-uvicorn (target <= 1.2)", *cluster]
     return out
 
 
@@ -1080,6 +1297,8 @@ def main() -> None:
         bench.run()
     finally:
         bench.redis.stop()
+        if bench.cluster is not None:
+            bench.cluster.stop()
         path = bench.save()
     print(table(bench.results))
     print(f"\nresults: {path}")
