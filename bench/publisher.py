@@ -72,16 +72,17 @@ def batch_publisher(system: str, redis_url: str) -> PublishMany:
         django.setup()
         from sse._stream.events import prepare
         from sse._stream.hub import get_hub
-        from sse._transport.redis import _args, _keys
+        from sse._transport.redis import _args
 
         # What notifier.send does per event, pipelined (the broker's internals).
         broker: Any = get_hub().broker
+        script = broker._clients()[0]
 
         def send_ours(items: list[tuple[str, dict[str, Any]]]) -> object:
-            with broker._client.pipeline(transaction=False) as pipe:
+            with script.registered_client.pipeline(transaction=False) as pipe:
                 for sid, data in items:
                     body = prepare(sid, "tool_status", data)
-                    broker._publish(keys=_keys(sid), args=_args(body), client=pipe)
+                    script(keys=broker._keys(sid), args=_args(body), client=pipe)
                 return pipe.execute()
 
         return send_ours
