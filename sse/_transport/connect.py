@@ -184,10 +184,11 @@ class RedisEndpoint:
         interval = self._pool.connection_kwargs.get("health_check_interval")
         return float(interval) if interval else default
 
-    def client(self, retry: Retry | None = None) -> SyncClient:
-        """A sync client (thread-safe, pooled)."""
+    def client(self, retry: Retry | None = None, **options: Any) -> SyncClient:
+        """A sync client (thread-safe, pooled); ``options`` replace the
+        defaults (a probe's short timeouts)."""
         retry = retry or Retry(NoBackoff(), 0)
-        return redis.Redis.from_url(self.url, retry=retry, **OPTIONS)
+        return redis.Redis.from_url(self.url, retry=retry, **{**OPTIONS, **options})
 
     async def open(self, protocol: RespProtocol, address: Address | None = None) -> None:
         """Connect ``protocol`` (to ``address``, a node of a cluster): redis-py
@@ -273,14 +274,14 @@ class SentinelEndpoint(RedisEndpoint):
             list(parsed.hosts), sentinel_kwargs={**OPTIONS, **parsed.sentinel_options}
         )
 
-    def client(self, retry: Retry | None = None) -> SyncClient:
+    def client(self, retry: Retry | None = None, **options: Any) -> SyncClient:
         """A client of the primary: a new connection asks the sentinels
         where it is, one to a demoted primary raises ``PrimaryDemoted``."""
         client: redis.Redis = self.sentinel.master_for(  # type: ignore[no-untyped-call]
             self.master_name,
             connection_class=_PrimarySSLConnection if self._tls else _PrimaryConnection,
             retry=retry or Retry(NoBackoff(), 0),
-            **self._options,
+            **{**self._options, **options},
         )
         return client
 
@@ -307,7 +308,7 @@ class ClusterEndpoint(RedisEndpoint):
             options["ssl"] = True  # RedisCluster's way of saying SSLConnection
         self._options = {**OPTIONS, **options}
 
-    def client(self, retry: Retry | None = None) -> SyncClient:
+    def client(self, retry: Retry | None = None, **options: Any) -> SyncClient:
         """A ``RedisCluster``: routes each command by its keys, follows
         MOVED and ASK (the command did not run) and, given ``retry``,
         retries after a lost connection; without, it does not."""
@@ -317,7 +318,7 @@ class ClusterEndpoint(RedisEndpoint):
                 for host, port in self.seeds
             ],
             retry=retry or Retry(NoBackoff(), 0),
-            **self._options,
+            **{**self._options, **options},
         )
 
     async def open(self, protocol: RespProtocol, address: Address | None = None) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 import hiredis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.crc import key_slot
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.retry import Retry
 
 from .._stream.events import ZERO, EventKey, parse_id, render
@@ -145,6 +145,8 @@ return redis.call('ZCOUNT', KEYS[1], '(' .. string.format('%.0f', now), '+inf')
 )
 
 _BACKOFF = ExponentialWithJitterBackoff(base=0.05, cap=0.5)
+# Seconds health waits for Redis to answer a PING.
+PROBE_TIMEOUT = 1.0
 # A buffer read changes nothing: it is tried this often before it fails.
 READ_ATTEMPTS = 4
 
@@ -207,6 +209,7 @@ class RedisBroker(Broker):
         # when it is made, and making the broker must not need Redis up.
         self._publish: Any = None
         self._figures: Any = None
+        self._probe: Any = None
         self._lock = threading.Lock()
         self._commands: dict[asyncio.AbstractEventLoop, Commands] = {}
         self._node_commands: dict[tuple[asyncio.AbstractEventLoop, Address], Commands] = {}
@@ -505,13 +508,22 @@ class RedisBroker(Broker):
         return BufferInfo(length, newest[0][0].decode() if newest else None)
 
     def is_connected(self) -> bool:
-        """Whether Redis answers: the server, the primary, or every cluster primary."""
+        """Whether Redis answers within PROBE_TIMEOUT: the server, the
+        primary, or every cluster primary.  Once, without retries: health
+        must answer while Redis is away (or cut off, answering nothing)."""
         try:
-            figures = self._clients()[1]
+            probe = self._probe
+            if probe is None:
+                with self._lock:
+                    if self._probe is None:
+                        self._probe = self.endpoint.client(
+                            socket_timeout=PROBE_TIMEOUT, socket_connect_timeout=PROBE_TIMEOUT
+                        )
+                    probe = self._probe
             if self._tagged:
-                return bool(figures.ping(target_nodes="primaries"))
-            return bool(figures.ping())
-        except (RedisError, BrokerUnavailable):
+                return bool(probe.ping(target_nodes="primaries"))
+            return bool(probe.ping())
+        except (RedisError, RedisClusterException, OSError):
             return False
 
     @property
