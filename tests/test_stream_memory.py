@@ -15,9 +15,7 @@ from tests.streaming import MakeStack, until_connected
 def _connections(session_id: str) -> int:
     gc.collect()
     # type(), not isinstance(): the latter would touch dead weak proxies.
-    return sum(
-        1 for o in gc.get_objects() if type(o) is Connection and o.session_id == session_id
-    )
+    return sum(1 for o in gc.get_objects() if type(o) is Connection and o.session_id == session_id)
 
 
 async def test_closed_streams_are_freed(
