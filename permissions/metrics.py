@@ -57,9 +57,12 @@ class PendingCollector:
         from .models import PermissionRequest, Status
 
         try:
-            figures = PermissionRequest.objects.filter(status=Status.PENDING).aggregate(
-                count=Count("pk"), oldest=Min("requested_at")
+            # Not the overdue ones: their agent is gone (expire_permission_requests
+            # closes them), nobody waits for them any more.
+            waiting = PermissionRequest.objects.filter(
+                status=Status.PENDING, expires_at__gt=timezone.now()
             )
+            figures = waiting.aggregate(count=Count("pk"), oldest=Min("requested_at"))
         except (DatabaseError, SynchronousOnlyOperation):
             logger.exception("permissions metrics: the pending requests could not be read")
             return
