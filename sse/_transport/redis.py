@@ -155,12 +155,17 @@ def _ms(seconds: float) -> str:
     return str(max(1, round(seconds * 1000)))
 
 
+_LEASE_SHAS = {
+    script: hashlib.sha1(script.encode()).hexdigest().encode()
+    for script in (TAKE_LEASE, RENEW_LEASES)
+}
+
+
 def _script_call(script: str, keys: tuple[str, ...], *args: str) -> tuple[bytes, bytes]:
     """EVALSHA of ``script``, and the EVAL to send instead if Redis lacks it."""
     numkeys = b"%d" % len(keys)
-    sha = hashlib.sha1(script.encode()).hexdigest().encode()
     return (
-        command(b"EVALSHA", sha, numkeys, *keys, *args),
+        command(b"EVALSHA", _LEASE_SHAS[script], numkeys, *keys, *args),
         command(b"EVAL", script, numkeys, *keys, *args),
     )
 
@@ -329,7 +334,7 @@ class RedisBroker(Broker):
         while True:
             try:
                 reply = await commands.call(request)
-                if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
+                if _noscript(reply):
                     # Redis restarted or flushed its scripts: send it whole.
                     reply = await commands.call(whole)
             except (OSError, EOFError, RedisError, hiredis.ProtocolError) as exc:
@@ -364,7 +369,7 @@ class RedisBroker(Broker):
                         raise ConnectionError(f"no node serves slot {slot}")
                 commands = self.node_commands(loop, address)
                 reply = await commands.call(request, asking=asking is not None)
-                if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
+                if _noscript(reply):
                     reply = await commands.call(whole, asking=asking is not None)
                 asking = None
                 if isinstance(reply, hiredis.ReplyError):
