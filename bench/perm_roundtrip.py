@@ -46,6 +46,9 @@ from loadgen import SSEClient, Stats, _percentiles, raise_nofile  # noqa: E402
 
 from permissions import arequest_permission  # noqa: E402
 
+# request_id -> moments (monotonic ns) of its round trip, for the segments.
+marks: dict[str, dict[str, int]] = {}
+
 
 class BrowserClient(SSEClient):
     """Answers every permission request it sees, at once."""
@@ -58,9 +61,9 @@ class BrowserClient(SSEClient):
             if line.startswith(b"data:") and b'"permission_request"' in line:
                 message = json.loads(line[5:])
                 if message.get("type") == "permission_request":
-                    asyncio.get_running_loop().create_task(
-                        self.answer(self.session_id, message["data"]["request_id"])
-                    )
+                    request_id = message["data"]["request_id"]
+                    marks[request_id] = {"seen": time.monotonic_ns()}
+                    asyncio.get_running_loop().create_task(self.answer(self.session_id, request_id))
 
 
 async def post(port: int, path: str, token: str, body: dict[str, Any]) -> int:
@@ -94,6 +97,7 @@ async def main() -> None:
     statuses: dict[int, int] = {}
 
     async def answer(session_id: str, request_id: str) -> None:
+        marks[request_id]["post"] = time.monotonic_ns()
         status = await post(
             args.port,
             f"/agent_backend/api/sse/permission-response/{session_id}",
@@ -101,6 +105,7 @@ async def main() -> None:
             {"approved": True, "reason": "bench", "request_id": request_id},
         )
         statuses[status] = statuses.get(status, 0) + 1
+        marks[request_id]["answered"] = time.monotonic_ns()
 
     stats = Stats()
     clients = []
@@ -122,7 +127,9 @@ async def main() -> None:
     async def agent(session_id: str) -> tuple[float, str]:
         start = time.monotonic_ns()
         decision = await arequest_permission(session_id, "bench_tool", {"n": 1}, timeout=30)
-        return time.monotonic_ns() - start, decision.status
+        end = time.monotonic_ns()
+        marks.setdefault(decision.request_id, {}).update(asked=start, decided=end)
+        return end - start, decision.status
 
     times: list[int] = []
     outcomes: dict[str, int] = {}
@@ -134,6 +141,7 @@ async def main() -> None:
         times.append(int(elapsed))
         outcomes[status] = outcomes.get(status, 0) + 1
 
+    marks.clear()
     if args.mode == "burst":
         for _ in range(args.rounds):
             results = await asyncio.wait_for(asyncio.gather(*(agent(s) for s in names)), 120)
@@ -161,7 +169,23 @@ async def main() -> None:
         "errors": sum(v for k, v in outcomes.items() if k != "approved"),
     }
     out.update(_percentiles(sorted(times)))
+    out["segments_p50_ms"] = segments(marks.values())
     print(json.dumps(out))
+
+
+def segments(rounds: Any) -> dict[str, float]:
+    """Median of each leg: the ask reaching the browser, the POST, and the
+    decision reaching the agent after the POST was answered."""
+    legs = {
+        "ask_to_browser": ("asked", "seen"),
+        "post": ("post", "answered"),
+        "answer_to_agent": ("answered", "decided"),
+    }
+    out = {}
+    for name, (a, b) in legs.items():
+        spans = sorted(r[b] - r[a] for r in rounds if a in r and b in r)
+        out[name] = round(spans[len(spans) // 2] / 1e6, 2) if spans else None
+    return out
 
 
 if __name__ == "__main__":

@@ -15,10 +15,18 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from sse import Subscription, database_sync_to_async, notifier, subscribe
+from sse import (
+    Subscription,
+    database_sync_to_async,
+    first_row,
+    notifier,
+    subscribe,
+    update_rows,
+)
 from sse.models import StreamSession
 
 from . import metrics, policies, rules
@@ -202,13 +210,11 @@ def _open(asked: _Asked) -> tuple[PermissionRequest, bool]:
         if earlier is not None:
             return earlier, False
     now = timezone.now()
-    session = (
-        StreamSession.objects.filter(session_id=asked.session_id).select_related("owner").first()
-    )
-    owner = session.owner if session is not None else None
+    session = first_row(StreamSession, session_id=asked.session_id)
+    owner_id = session.owner_id if session is not None else None
     request = PermissionRequest(
         session_id=asked.session_id,
-        owner=owner,
+        owner_id=owner_id,
         tool_name=asked.tool_name,
         arguments=asked.arguments,
         description=asked.description,
@@ -217,7 +223,7 @@ def _open(asked: _Asked) -> tuple[PermissionRequest, bool]:
         requested_at=now,
         expires_at=now + timedelta(seconds=asked.seconds),
     )
-    verdict = _verdict(asked, owner)
+    verdict = _verdict(asked, owner_id)
     if verdict is not None:
         decision, rule = verdict
         request.status = str(Status.APPROVED if decision.approved else Status.DENIED)
@@ -251,13 +257,17 @@ def _keyed(asked: _Asked) -> PermissionRequest | None:
     )
 
 
-def _verdict(asked: _Asked, owner: Any) -> tuple[policies.PolicyDecision, str] | None:
+def _verdict(asked: _Asked, owner_id: Any) -> tuple[policies.PolicyDecision, str] | None:
     """A rule's or the policy's decision, or None to ask a person: deny
     beats ask beats allow, whichever of the two says it."""
-    rule = rules.deciding_rule(asked.session_id, asked.tool_name, asked.arguments, owner)
+    rule = rules.deciding_rule(asked.session_id, asked.tool_name, asked.arguments, owner_id)
     if rule is not None and rule.effect == Effect.DENY:
         reason = rule.reason or f"Denied by {rule.audit_name}."
         return policies.PolicyDecision(False, reason), rule.audit_name
+    # The owner is the policy's to look at; no query without one.
+    owner = (
+        first_row(get_user_model(), pk=owner_id) if owner_id is not None and conf.POLICY else None
+    )
     policy = policies.evaluate(
         policies.PolicyRequest(
             asked.session_id, asked.tool_name, asked.arguments, asked.description, owner
@@ -278,8 +288,8 @@ async def _wait(subscription: Subscription, request: PermissionRequest) -> Decis
         event_id = await notifier.asend(
             request.session_id, "permission_request", request.request_message()
         )
-        await database_sync_to_async(PermissionRequest.objects.filter(pk=request.pk).update)(
-            event_id=event_id
+        await database_sync_to_async(update_rows)(
+            PermissionRequest, {"event_id": event_id}, pk=request.pk
         )
     loop = asyncio.get_running_loop()
     deadline = loop.time() + (request.expires_at - timezone.now()).total_seconds()
@@ -322,8 +332,14 @@ def _clears(message: dict[str, Any], request_id: str) -> bool:
 
 
 def _decision(pk: int) -> Decision | None:
-    request = PermissionRequest.objects.select_related("decided_by").get(pk=pk)
-    return None if request.status == Status.PENDING else Decision.of(request)
+    request = first_row(PermissionRequest, pk=pk)
+    if request is None:
+        raise PermissionRequest.DoesNotExist(f"permission request {pk} was deleted")
+    if request.status == Status.PENDING:
+        return None
+    if request.decided_by_id is not None:
+        request.decided_by = first_row(get_user_model(), pk=request.decided_by_id)
+    return Decision.of(request)
 
 
 async def _abandon(request: PermissionRequest, exc: BaseException | None) -> None:

@@ -11,6 +11,8 @@ from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
 
+from sse import update_rows
+
 from . import metrics
 from .globs import validate_arguments_match, validate_glob
 
@@ -179,9 +181,9 @@ class PermissionRequest(models.Model):
         # read-then-write: concurrent answers from tabs, workers and processes
         # race in the database and exactly one of them matches the row.
         now = timezone.now()
-        rows = PermissionRequest.objects.filter(pk=self.pk, status=Status.PENDING)
+        where: dict[str, Any] = {"pk": self.pk, "status": Status.PENDING.value}
         if unexpired_only:
-            rows = rows.filter(expires_at__gt=now)
+            where["expires_at__gt"] = now
         fields |= {
             "status": str(status),
             "decided_at": now,
@@ -190,7 +192,7 @@ class PermissionRequest(models.Model):
             # if the broker refuses (``announce``).
             "announced": True,
         }
-        won = rows.update(**fields) == 1
+        won = update_rows(PermissionRequest, fields, **where) == 1
         if won:
             for name, value in fields.items():
                 setattr(self, name, value)

@@ -25,12 +25,13 @@ NARROWNESS = {Scope.SESSION: 0, Scope.USER: 1, Scope.GLOBAL: 2}
 
 
 def deciding_rule(
-    session_id: str, tool_name: str, arguments: dict[str, Any], owner: Any
+    session_id: str, tool_name: str, arguments: dict[str, Any], owner_id: Any
 ) -> PermissionRule | None:
-    """The rule that decides the request, or None when none applies."""
+    """The rule that decides the request, or None when none applies;
+    ``owner_id``: the primary key of the session's owner, if any."""
     covers = Q(scope=Scope.GLOBAL) | Q(scope=Scope.SESSION, session_id=session_id)
-    if owner is not None:
-        covers |= Q(scope=Scope.USER, user=owner)
+    if owner_id is not None:
+        covers |= Q(scope=Scope.USER, user_id=owner_id)
     unexpired = Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now())
     applying = [
         rule

@@ -14,7 +14,7 @@ from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from sse import AppAPIView, api_errors, documented, readable_session
+from sse import AppAPIView, api_errors, documented, first_row, readable_session
 from sse.errors import api_exception_error
 
 from .announce import announce
@@ -129,17 +129,17 @@ def _remember(permission: PermissionRequest, remember: str, user: Any) -> None:
 
 def _find(session_id: str, request_id: Any) -> PermissionRequest:
     """The request named, or else the oldest one still waiting for an answer."""
-    requests = PermissionRequest.objects.filter(session_id=session_id).select_related("decided_by")
     if request_id is not None:
-        found = requests.filter(request_id=request_id).first()
+        found = first_row(PermissionRequest, session_id=session_id, request_id=request_id)
         if found is None:
             raise RequestNotFound()
         return found
-    pending = requests.filter(status=Status.PENDING).order_by("requested_at", "id")
-    found = pending.filter(expires_at__gt=timezone.now()).first()
+    oldest = ("requested_at", "id")
+    pending = {"session_id": session_id, "status": Status.PENDING.value}
+    found = first_row(PermissionRequest, order_by=oldest, expires_at__gt=timezone.now(), **pending)
     # Only overdue ones left (their agent is gone or about to notice): answer
     # the oldest, which reports it expired.
-    found = found or pending.first()
+    found = found or first_row(PermissionRequest, order_by=oldest, **pending)
     if found is None:
         raise NoPendingRequest()
     return found

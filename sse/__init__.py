@@ -37,12 +37,12 @@ if TYPE_CHECKING:
     from ._stream.backlog import BacklogMessage
     from ._stream.backlog import register as register_backlog
     from .errors import error_body
+    from .rows import first_row, row_exists, update_rows
     from .sessions import (
         SessionTaken,
         can_read,
         get_or_create_session,
         readable_session,
-        row_exists,
     )
     from .subscriptions import Subscription, subscribe
 
@@ -66,12 +66,14 @@ __all__ = [
     "database_sync_to_async",
     "documented",
     "error_body",
+    "first_row",
     "get_or_create_session",
     "notifier",
     "readable_session",
     "register_backlog",
     "row_exists",
     "subscribe",
+    "update_rows",
 ]
 
 # Imported on first use: Django imports this package while loading apps,
@@ -90,7 +92,9 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "can_read": ("sse.sessions", "can_read"),
     "get_or_create_session": ("sse.sessions", "get_or_create_session"),
     "readable_session": ("sse.sessions", "readable_session"),
-    "row_exists": ("sse.sessions", "row_exists"),
+    "first_row": ("sse.rows", "first_row"),
+    "row_exists": ("sse.rows", "row_exists"),
+    "update_rows": ("sse.rows", "update_rows"),
     "Subscription": ("sse.subscriptions", "Subscription"),
     "subscribe": ("sse.subscriptions", "subscribe"),
 }

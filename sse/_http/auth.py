@@ -13,9 +13,9 @@ from typing import Any
 from django.http import HttpRequest
 from rest_framework import exceptions
 from rest_framework.request import Request
-from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from .. import tickets
+from ..authentication import JWTAuthentication
 from ..exceptions import SessionNotFound
 from ..sessions import can_read
 from .api import authentication_classes
