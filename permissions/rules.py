@@ -14,11 +14,20 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 from typing import Any
 
-from django.db.models import Q
 from django.utils import timezone
+
+from sse import select_rows
 
 from .globs import argument_text
 from .models import Effect, PermissionRule, Scope
+
+# The SQL of ``filter(covers, unexpired)``: a rule of every session, of the
+# session, or (with an owner) of its owner's sessions, and not expired.
+_COVERS = "({scope} = %s OR ({scope} = %s AND {session_id} = %s))"
+_COVERS_OWNER = (
+    "({scope} = %s OR ({scope} = %s AND {session_id} = %s) OR ({scope} = %s AND {user} = %s))"
+)
+_UNEXPIRED = " AND ({expires_at} IS NULL OR {expires_at} > %s)"
 
 PRECEDENCE = {Effect.DENY: 0, Effect.ASK: 1, Effect.ALLOW: 2}
 NARROWNESS = {Scope.SESSION: 0, Scope.USER: 1, Scope.GLOBAL: 2}
@@ -29,15 +38,20 @@ def deciding_rule(
 ) -> PermissionRule | None:
     """The rule that decides the request, or None when none applies;
     ``owner_id``: the primary key of the session's owner, if any."""
-    covers = Q(scope=Scope.GLOBAL) | Q(scope=Scope.SESSION, session_id=session_id)
-    if owner_id is not None:
-        covers |= Q(scope=Scope.USER, user_id=owner_id)
-    unexpired = Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now())
-    applying = [
-        rule
-        for rule in PermissionRule.objects.filter(covers, unexpired)
-        if matches(rule, tool_name, arguments)
+    covers = [
+        ("scope", Scope.GLOBAL.value),
+        ("scope", Scope.SESSION.value),
+        ("session_id", session_id),
     ]
+    if owner_id is not None:
+        covers += [("scope", Scope.USER.value), ("user", owner_id)]
+    candidates = select_rows(
+        PermissionRule,
+        (_COVERS if owner_id is None else _COVERS_OWNER) + _UNEXPIRED,
+        *covers,
+        ("expires_at", timezone.now()),
+    )
+    applying = [rule for rule in candidates if matches(rule, tool_name, arguments)]
     if not applying:
         return None
     return min(

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from ._stream.backlog import BacklogMessage
     from ._stream.backlog import register as register_backlog
     from .errors import error_body
-    from .rows import first_row, row_exists, update_rows
+    from .rows import first_row, row_exists, select_rows, update_rows
     from .sessions import (
         SessionTaken,
         can_read,
@@ -72,6 +72,7 @@ __all__ = [
     "readable_session",
     "register_backlog",
     "row_exists",
+    "select_rows",
     "subscribe",
     "update_rows",
 ]
@@ -94,6 +95,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "readable_session": ("sse.sessions", "readable_session"),
     "first_row": ("sse.rows", "first_row"),
     "row_exists": ("sse.rows", "row_exists"),
+    "select_rows": ("sse.rows", "select_rows"),
     "update_rows": ("sse.rows", "update_rows"),
     "Subscription": ("sse.subscriptions", "Subscription"),
     "subscribe": ("sse.subscriptions", "subscribe"),

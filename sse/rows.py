@@ -73,13 +73,45 @@ def first_row(model: type[M], *, order_by: Sequence[str] = ("pk",), **where: Any
     with connection.cursor() as cursor:
         cursor.execute(sql, _params(lookups, where.values(), connection))
         row = cursor.fetchone()
-    if row is None:
-        return None
+    return None if row is None else _instance(model, alias, connection, row)
+
+
+def select_rows(model: type[M], where: str, *params: tuple[str, Any]) -> list[M]:
+    """The rows of ``model``'s own table that ``where`` matches, in no order:
+    SQL written by the caller, with ``{name}`` for the quoted column of
+    field ``name`` and ``%s`` for each ``(field name, value)`` of ``params``,
+    the value prepared as that field's.  For the apps' own models, whose
+    default manager filters nothing (else TypeError)."""
+    if not _plain(model):
+        raise TypeError(f"select_rows(): {model.__name__}'s default manager filters rows")
+    alias = router.db_for_read(model)
+    connection = connections[alias]
+    key = ("select", alias, model, where)
+    sql = _SQL.get(key)
+    if sql is None:
+        quote = connection.ops.quote_name
+        fields: Sequence[Any] = model._meta.concrete_fields
+        columns = {field.name: quote(field.column) for field in fields}
+        listed = ", ".join(columns.values())
+        sql = f"SELECT {listed} FROM {_table(model, connection)} WHERE {where.format(**columns)}"
+        _SQL[key] = sql
+    values = [
+        own_column(model, name).get_db_prep_value(_key_of(value), connection)
+        for name, value in params
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        rows = cursor.fetchall()
+    return [_instance(model, alias, connection, row) for row in rows]
+
+
+def _instance(model: type[M], alias: str, connection: BaseDatabaseWrapper, row: Sequence[Any]) -> M:
+    """The instance the ORM makes of a row of every concrete field."""
     values = list(row)
     for index, converters, expression in _converters(model, alias, connection):
         for convert in converters:
             values[index] = convert(values[index], expression, connection)
-    return model.from_db(alias, [field.attname for field in fields], values)
+    return model.from_db(alias, [field.attname for field in model._meta.concrete_fields], values)
 
 
 def update_rows(model: type[models.Model], values: dict[str, Any], **where: Any) -> int:

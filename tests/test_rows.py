@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
-from permissions.models import PermissionRequest, Status
-from sse import BacklogMessage, first_row, row_exists, update_rows
+from permissions.models import PermissionRequest, PermissionRule, Scope, Status
+from sse import BacklogMessage, first_row, row_exists, select_rows, update_rows
 from sse._stream import backlog
 from sse.models import StreamSession
 
@@ -104,6 +105,47 @@ def test_first_row_gives_the_instance_the_orm_gives() -> None:
 
 
 @pytest.mark.postgres
+def test_select_rows_finds_the_rows_the_orms_filter_finds() -> None:
+    owner = get_user_model().objects.create_user("owner")
+    now = timezone.now()
+    made = [
+        PermissionRule.objects.create(scope=Scope.GLOBAL, tool_name="*"),
+        PermissionRule.objects.create(scope=Scope.SESSION, session_id="ws-1", tool_name="a*"),
+        PermissionRule.objects.create(scope=Scope.SESSION, session_id="ws-2", tool_name="b"),
+        PermissionRule.objects.create(
+            scope=Scope.USER, user=owner, tool_name="c", arguments_match={"x": "1*"}
+        ),
+        PermissionRule.objects.create(
+            scope=Scope.GLOBAL, tool_name="d", expires_at=now - timedelta(seconds=1)
+        ),
+        PermissionRule.objects.create(
+            scope=Scope.GLOBAL, tool_name="e", expires_at=now + timedelta(hours=1)
+        ),
+    ]
+    where = (
+        "({scope} = %s OR ({scope} = %s AND {user} = %s))"
+        " AND ({expires_at} IS NULL OR {expires_at} > %s)"
+    )
+    ours = select_rows(
+        PermissionRule,
+        where,
+        ("scope", "global"),
+        ("scope", "user"),
+        ("user", owner),
+        ("expires_at", now),
+    )
+    orm = PermissionRule.objects.filter(
+        Q(scope="global") | Q(scope="user", user=owner),
+        Q(expires_at__isnull=True) | Q(expires_at__gt=now),
+    )
+    assert sorted(map(_fields, ours), key=str) == sorted(map(_fields, orm), key=str)
+    assert {rule.tool_name for rule in ours} == {"*", "c", "e"}
+    assert next(rule for rule in ours if rule.tool_name == "c").arguments_match == {"x": "1*"}
+    assert len(made) == PermissionRule.objects.count()
+    assert select_rows(PermissionRule, "{session_id} = %s", ("session_id", "ws-1")) == [made[1]]
+
+
+@pytest.mark.postgres
 def test_update_rows_changes_what_the_orms_update_changes() -> None:
     person = get_user_model().objects.create_user("person")
     pending = _request("ws-1", 1)
@@ -145,6 +187,8 @@ def test_a_manager_that_filters_is_asked_through_the_orm(monkeypatch: pytest.Mon
     assert first_row(StreamSession, session_id="ws-hidden") is None
     assert update_rows(StreamSession, {"title": "seen"}, session_id="ws-hidden") == 0
     assert update_rows(StreamSession, {"title": "seen"}, session_id="ws-shown") == 1
+    with pytest.raises(TypeError, match="filters rows"):
+        select_rows(StreamSession, "{title} = %s", ("title", "hidden"))
 
 
 def test_rows_refuse_lookups_they_cannot_answer_as_the_orm_would() -> None:
