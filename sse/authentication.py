@@ -48,7 +48,8 @@ class _Users:
         self.objects = self if plain else model.objects
 
     def get(self, **where: Any) -> Any:
-        user = first_row(self.model, **where)  # {USER_ID_FIELD: the token's claim}
+        # {USER_ID_FIELD: the token's claim}; a null claim matches no user.
+        user = None if None in where.values() else first_row(self.model, **where)
         if user is None:
             raise self.DoesNotExist
         return user
