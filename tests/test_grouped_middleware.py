@@ -13,13 +13,20 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from asgiref.sync import ThreadSensitiveContext, iscoroutinefunction, markcoroutinefunction
+from asgiref.sync import (
+    ThreadSensitiveContext,
+    iscoroutinefunction,
+    markcoroutinefunction,
+    sync_to_async,
+)
 from django.core.handlers.asgi import ASGIHandler as DjangoASGIHandler
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.test import AsyncRequestFactory, override_settings
 from django.urls import path
 from django.utils.deprecation import MiddlewareMixin
 
+import sse._process.middleware
+import sse.asgi
 from agent_backend.settings import MIDDLEWARE  # Django's default stack
 from sse._process.middleware import is_plain_mixin
 from sse.asgi import ASGIHandler
@@ -80,19 +87,30 @@ class ResponseOnly(MiddlewareMixin):
 
 
 class Around:
-    """An async-capable middleware that is not a mixin (as django-cors-headers')."""
+    """A sync- and async-capable middleware that is not a mixin (as
+    django-cors-headers' is)."""
 
     sync_capable = True
     async_capable = True
 
     def __init__(self, get_response: Callable[..., Any]) -> None:
         self.get_response = get_response
-        if iscoroutinefunction(get_response):
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
             markcoroutinefunction(self)
 
-    async def __call__(self, request: HttpRequest) -> HttpResponseBase:
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.async_mode:
+            return self.__acall__(request)
         TRACE.append("Around.before")
-        response: HttpResponseBase = await self.get_response(request)
+        response: HttpResponseBase = self.get_response(request)
+        return self._after(response)
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        TRACE.append("Around.before")
+        return self._after(await self.get_response(request))
+
+    def _after(self, response: HttpResponseBase) -> HttpResponseBase:
         TRACE.append("Around.after")
         response["X-Around"] = "1"
         return response
@@ -103,7 +121,12 @@ async def view(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok")
 
 
-urlpatterns = [path("probe/", view)]
+def sync_view(request: HttpRequest) -> HttpResponse:
+    _step("view")
+    return HttpResponse("ok")
+
+
+urlpatterns = [path("probe/", view), path("probe-sync/", sync_view)]
 
 HERE = __name__
 
@@ -112,13 +135,15 @@ def _mw(*names: str) -> list[str]:
     return [f"{HERE}.{name}" for name in names]
 
 
-async def _run(handler_class: type, middleware: list[str]) -> tuple[list[str], int, dict[str, str]]:
+async def _run(
+    handler_class: type, middleware: list[str], url: str = "/probe/"
+) -> tuple[list[str], int, dict[str, str]]:
     TRACE.clear()
     with override_settings(MIDDLEWARE=middleware, ROOT_URLCONF=HERE):
         handler = handler_class()
         # As the handlers' __call__ does: the request's sync code gets a thread.
         async with ThreadSensitiveContext():
-            response = await handler.get_response_async(AsyncRequestFactory().get("/probe/"))
+            response = await handler.get_response_async(AsyncRequestFactory().get(url))
     headers = {k: v for k, v in response.items() if k.startswith("X-") and k != "X-Frame-Options"}
     return list(TRACE), response.status_code, headers
 
@@ -145,20 +170,23 @@ CASES = [
 ]
 
 
+# An async view's request goes through the grouped chain; a sync view's
+# through the sync chain, in one hop.
+@pytest.mark.parametrize("url", ["/probe/", "/probe-sync/"], ids=["async view", "sync view"])
 @pytest.mark.parametrize(("middleware", "plan"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 async def test_grouped_chain_behaves_as_djangos(
-    middleware: list[str], plan: dict[str, str]
+    middleware: list[str], plan: dict[str, str], url: str
 ) -> None:
     PLAN.clear()
     PLAN.update(plan)
     try:
-        expected = await _run(DjangoASGIHandler, middleware)
+        expected = await _run(DjangoASGIHandler, middleware, url)
         THREADS.clear()
-        got = await _run(ASGIHandler, middleware)
+        got = await _run(ASGIHandler, middleware, url)
     finally:
         PLAN.clear()
     assert got == expected
-    assert len(THREADS) == 1, "all sync middleware of a request runs on one thread"
+    assert len(THREADS) == 1, "all sync code of a request runs on one thread"
 
 
 def test_only_plain_mixins_are_grouped() -> None:
@@ -195,6 +223,45 @@ class SyncOnly:
         return response
 
 
-async def test_a_sync_only_middleware_keeps_djangos_chain() -> None:
+@pytest.mark.parametrize("url", ["/probe/", "/probe-sync/"], ids=["async view", "sync view"])
+async def test_a_sync_only_middleware_keeps_djangos_chain(url: str) -> None:
     middleware = _mw("A", "SyncOnly", "B")
-    assert await _run(ASGIHandler, middleware) == await _run(DjangoASGIHandler, middleware)
+    expected = await _run(DjangoASGIHandler, middleware, url)
+    assert await _run(ASGIHandler, middleware, url) == expected
+
+
+class AsyncOnly(Around):
+    sync_capable = False
+
+
+async def test_a_middleware_that_cannot_run_sync_keeps_sync_views_on_djangos_path() -> None:
+    middleware = _mw("A", "AsyncOnly", "B")
+    expected = await _run(DjangoASGIHandler, middleware, "/probe-sync/")
+    assert await _run(ASGIHandler, middleware, "/probe-sync/") == expected
+    with override_settings(MIDDLEWARE=middleware):
+        assert ASGIHandler()._sync_response is None
+
+
+async def test_a_sync_views_middleware_and_view_take_one_hop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hops: list[str] = []
+    real = sync_to_async
+
+    def counted(func: Callable[..., Any], **options: Any) -> Any:
+        name = getattr(func, "__qualname__", repr(func))
+
+        def hop(*args: Any, **kwargs: Any) -> Any:
+            hops.append(name)
+            return func(*args, **kwargs)
+
+        return real(hop, **options)
+
+    # Every hop the handler and the middleware chains take, as they are built.
+    monkeypatch.setattr(sse.asgi, "sync_to_async", counted)
+    monkeypatch.setattr(sse._process.middleware, "sync_to_async", counted)
+    await _run(ASGIHandler, _mw("A", "B", "C"), "/probe-sync/")
+    assert hops == ["BaseHandler.get_response"]
+    hops.clear()
+    await _run(ASGIHandler, _mw("A", "B", "C"), "/probe/")
+    assert hops == ["MixinRun.enter", "ViewMethods.run", "MixinRun.leave"]
