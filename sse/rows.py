@@ -6,7 +6,9 @@ tenth of that.  These functions give the answers the ORM's default manager
 would, for the model's own table (no joins), with the SQL kept from the
 first call.  A model whose default manager filters (``get_queryset``
 overridden) is asked through the ORM instead, as are models with parents
-(multi-table inheritance): the answer is always the ORM's.
+(multi-table inheritance): the answer is always the ORM's.  The one
+exception is ``select_rows``, whose WHERE the caller writes: it refuses
+such models.
 
 Lookups: ``field=value`` (``=``; ``None`` is refused, as it never equals)
 and ``field__gt=value`` (``>``).  A foreign key takes the related primary
