@@ -42,13 +42,29 @@ from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler as DjangoASGIHandler
 from django.core.handlers.base import BaseHandler
 from django.http import HttpRequest, HttpResponseBase
-from django.urls import NoReverseMatch, Resolver404, get_resolver
+from django.urls import NoReverseMatch, Resolver404, ResolverMatch, get_resolver
 from django.utils.module_loading import import_string
 
 THREADS = 16
 
 
-class ASGIHandler(DjangoASGIHandler):
+class _ResolvedOnce:
+    """``resolve_request`` that takes the match ``_sync_view`` found for the
+    same path and URLconf, instead of resolving the path a second time."""
+
+    def resolve_request(self, request: HttpRequest) -> ResolverMatch:
+        found: tuple[str, ResolverMatch] | None = getattr(request, "_sse_resolved", None)
+        if found is None or found[0] != request.path_info or hasattr(request, "urlconf"):
+            return super().resolve_request(request)  # type: ignore[misc, no-any-return]
+        request.resolver_match = found[1]
+        return found[1]
+
+
+class _SyncHandler(_ResolvedOnce, BaseHandler):
+    pass
+
+
+class ASGIHandler(_ResolvedOnce, DjangoASGIHandler):
     """Django's handler; each request's sync code runs on a pooled thread."""
 
     def __init__(self, threads: int = THREADS) -> None:
@@ -106,19 +122,21 @@ def _sync_handler() -> BaseHandler | None:
     classes = [import_string(path) for path in settings.MIDDLEWARE]
     if not all(getattr(cls, "sync_capable", True) for cls in classes):
         return None
-    handler = BaseHandler()
+    handler = _SyncHandler()
     handler.load_middleware(is_async=False)
     return handler
 
 
 def _sync_view(request: HttpRequest) -> bool:
-    """Whether the project's URLs route the request to a sync view (a
-    middleware that changes ``request.urlconf`` is still obeyed: the sync
-    chain resolves again, and runs an async view as Django's does)."""
+    """Whether the project's URLs route the request to a sync view.  The
+    match is kept for the handler (``_ResolvedOnce``); a middleware that
+    changes ``request.urlconf`` or the path is still obeyed: the path is
+    resolved again, and an async view found then runs as Django runs it."""
     try:
         match = get_resolver().resolve(request.path_info)
     except Resolver404:
         return False
+    request._sse_resolved = (request.path_info, match)  # type: ignore[attr-defined]
     return not iscoroutinefunction(match.func)
 
 

@@ -22,7 +22,7 @@ from asgiref.sync import (
 from django.core.handlers.asgi import ASGIHandler as DjangoASGIHandler
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.test import AsyncRequestFactory, override_settings
-from django.urls import path
+from django.urls import URLResolver, path
 from django.utils.deprecation import MiddlewareMixin
 
 import sse._process.middleware
@@ -265,3 +265,40 @@ async def test_a_sync_views_middleware_and_view_take_one_hop(
     hops.clear()
     await _run(ASGIHandler, _mw("A", "B", "C"), "/probe/")
     assert hops == ["MixinRun.enter", "ViewMethods.run", "MixinRun.leave"]
+
+
+def other_view(request: HttpRequest) -> HttpResponse:
+    _step("other view")
+    return HttpResponse("other")
+
+
+class _OtherURLs:
+    urlpatterns = [path("probe-sync/", other_view)]
+
+
+class Reroute(MiddlewareMixin):
+    """Sends the request to another URLconf, as a per-host middleware does."""
+
+    def process_request(self, request: HttpRequest) -> None:
+        request.urlconf = _OtherURLs  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("url", ["/probe/", "/probe-sync/"], ids=["async view", "sync view"])
+async def test_the_path_is_resolved_once_and_a_middleware_may_reroute_it(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    resolved: list[str] = []
+    real = URLResolver.resolve
+
+    def counted(self: URLResolver, path: str) -> Any:
+        resolved.append(path)
+        return real(self, path)
+
+    monkeypatch.setattr(URLResolver, "resolve", counted)
+    await _run(ASGIHandler, _mw("A", "B"), url)
+    assert resolved == [url]
+    rerouted = _mw("A", "Reroute", "B")
+    expected = await _run(DjangoASGIHandler, rerouted, url)
+    if url == "/probe-sync/":
+        assert "other view" in expected[0]
+    assert await _run(ASGIHandler, rerouted, url) == expected
