@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.core.exceptions import FieldDoesNotExist
 from rest_framework_simplejwt import authentication
 from rest_framework_simplejwt.settings import api_settings
@@ -19,7 +18,7 @@ class JWTAuthentication(authentication.JWTAuthentication):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # simplejwt uses the model's objects.get and DoesNotExist only.
-        self.user_model = _Users(get_user_model())  # type: ignore[assignment]
+        self.user_model = _Users(self.user_model)  # type: ignore[assignment]
 
     def get_raw_token(self, header: bytes) -> bytes | None:
         scheme, _, rest = header.partition(b" ")
