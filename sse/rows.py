@@ -19,7 +19,7 @@ writes send no signals, as ``QuerySet.update`` does not.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from django.db import connections, models, router
@@ -40,12 +40,13 @@ def row_exists(model: type[models.Model], **where: Any) -> bool:
         return model._default_manager.filter(**where).exists()
     alias = router.db_for_read(model)
     connection = connections[alias]
-    key = ("exists", alias, model, tuple(where))
-    sql = _SQL.get(key)
-    if sql is None:
-        limit = connection.ops.limit_offset_sql(0, 1)
-        sql = f"SELECT 1 FROM {_table(model, connection)} {_where(lookups, connection)} {limit}"
-        _SQL[key] = sql
+    sql = _sql(
+        ("exists", alias, model, tuple(where)),
+        lambda: (
+            f"SELECT 1 FROM {_table(model, connection)} {_where(lookups, connection)}"
+            f" {connection.ops.limit_offset_sql(0, 1)}"
+        ),
+    )
     with connection.cursor() as cursor:
         cursor.execute(sql, _params(lookups, where.values(), connection))
         return cursor.fetchone() is not None
@@ -60,18 +61,14 @@ def first_row(model: type[M], *, order_by: Sequence[str] = ("pk",), **where: Any
         return model._default_manager.filter(**where).order_by(*order_by).first()
     alias = router.db_for_read(model)
     connection = connections[alias]
-    fields: Sequence[Any] = model._meta.concrete_fields
-    key = ("first", alias, model, tuple(where), tuple(order_by))
-    sql = _SQL.get(key)
-    if sql is None:
-        quote = connection.ops.quote_name
-        columns = ", ".join(quote(field.column) for field in fields)
-        ordering = ", ".join(quote(field.column) for field in order)
-        sql = (
-            f"SELECT {columns} FROM {_table(model, connection)} {_where(lookups, connection)}"
-            f" ORDER BY {ordering} {connection.ops.limit_offset_sql(0, 1)}"
-        )
-        _SQL[key] = sql
+    sql = _sql(
+        ("first", alias, model, tuple(where), tuple(order_by)),
+        lambda: (
+            f"{_select(model, connection)} {_where(lookups, connection)}"
+            f" ORDER BY {', '.join(_quoted(order, connection))}"
+            f" {connection.ops.limit_offset_sql(0, 1)}"
+        ),
+    )
     with connection.cursor() as cursor:
         cursor.execute(sql, _params(lookups, where.values(), connection))
         row = cursor.fetchone()
@@ -88,15 +85,10 @@ def select_rows(model: type[M], where: str, *params: tuple[str, Any]) -> list[M]
         raise TypeError(f"select_rows(): {model.__name__}'s default manager filters rows")
     alias = router.db_for_read(model)
     connection = connections[alias]
-    key = ("select", alias, model, where)
-    sql = _SQL.get(key)
-    if sql is None:
-        quote = connection.ops.quote_name
-        fields: Sequence[Any] = model._meta.concrete_fields
-        columns = {field.name: quote(field.column) for field in fields}
-        listed = ", ".join(columns.values())
-        sql = f"SELECT {listed} FROM {_table(model, connection)} WHERE {where.format(**columns)}"
-        _SQL[key] = sql
+    sql = _sql(
+        ("select", alias, model, where),
+        lambda: f"{_select(model, connection)} WHERE {where.format(**_columns(model, connection))}",
+    )
     values = [
         own_column(model, name).get_db_prep_value(_key_of(value), connection)
         for name, value in params
@@ -128,13 +120,14 @@ def update_rows(model: type[models.Model], values: dict[str, Any], **where: Any)
         return model._default_manager.filter(**where).update(**values)
     alias = router.db_for_write(model)
     connection = connections[alias]
-    key = ("update", alias, model, tuple(values), tuple(where))
-    sql = _SQL.get(key)
-    if sql is None:
-        quote = connection.ops.quote_name
-        assignments = ", ".join(f"{quote(field.column)} = %s" for field in fields)
-        sql = f"UPDATE {_table(model, connection)} SET {assignments} {_where(lookups, connection)}"
-        _SQL[key] = sql
+    sql = _sql(
+        ("update", alias, model, tuple(values), tuple(where)),
+        lambda: (
+            f"UPDATE {_table(model, connection)}"
+            f" SET {', '.join(f'{column} = %s' for column in _quoted(fields, connection))}"
+            f" {_where(lookups, connection)}"
+        ),
+    )
     changes = [
         None if value is None else field.get_db_prep_save(_key_of(value), connection)
         for field, value in zip(fields, values.values(), strict=True)
@@ -198,8 +191,32 @@ def _plain(model: type[models.Model]) -> bool:
     return manager.get_queryset is BaseManager.get_queryset and not model._meta.parents
 
 
+def _sql(key: tuple[Any, ...], write: Callable[[], str]) -> str:
+    """The SQL kept under ``key``, written by ``write`` the first time."""
+    sql = _SQL.get(key)
+    if sql is None:
+        sql = _SQL[key] = write()
+    return sql
+
+
 def _table(model: type[models.Model], connection: BaseDatabaseWrapper) -> str:
     return connection.ops.quote_name(model._meta.db_table)
+
+
+def _quoted(fields: Sequence[Any], connection: BaseDatabaseWrapper) -> list[str]:
+    return [connection.ops.quote_name(field.column) for field in fields]
+
+
+def _columns(model: type[models.Model], connection: BaseDatabaseWrapper) -> dict[str, str]:
+    """Each concrete field's name and its quoted column, in the model's order."""
+    fields: Sequence[Any] = model._meta.concrete_fields
+    return dict(zip((field.name for field in fields), _quoted(fields, connection), strict=True))
+
+
+def _select(model: type[models.Model], connection: BaseDatabaseWrapper) -> str:
+    """``SELECT`` every concrete column ``FROM`` the table, as ``_instance`` reads them."""
+    listed = ", ".join(_columns(model, connection).values())
+    return f"SELECT {listed} FROM {_table(model, connection)}"
 
 
 def _where(lookups: list[tuple[Any, str]], connection: BaseDatabaseWrapper) -> str:
