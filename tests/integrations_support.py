@@ -8,6 +8,10 @@ from typing import Any
 
 import pytest
 
+# A person's denial reason and what the model reads: the reason, or without
+# one the adapters' default sentence.
+DENIALS = [("Not that file.", "Not that file."), ("", "Permission to run write_file was denied.")]
+
 
 @pytest.fixture
 def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:

@@ -18,7 +18,7 @@ from permissions.exceptions import RunAborted
 from permissions.integrations.langgraph import arun, call_tools, review, run
 from permissions.models import PermissionRequest
 from sse.subscriptions import subscribe
-from tests.integrations_support import no_network
+from tests.integrations_support import DENIALS, no_network
 from tests.permissions_support import orm, published_pending
 from tests.test_permissions_agent import answer, messages
 
@@ -109,10 +109,7 @@ async def test_approved_with_edits_the_tool_runs_with_them(owner: tuple[str, str
     assert graph.graph.get_state(graph.config).next == ()
 
 
-@pytest.mark.parametrize(
-    ("reason", "seen"),
-    [("Not that file.", "Not that file."), ("", "Permission to run write_file was denied.")],
-)
+@pytest.mark.parametrize(("reason", "seen"), DENIALS)
 async def test_the_model_reads_the_denial_reason(
     owner: tuple[str, str], reason: str, seen: str
 ) -> None:

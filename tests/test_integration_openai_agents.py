@@ -14,7 +14,7 @@ from permissions import exceptions
 from permissions.integrations.openai_agents import RunAborted, needs_permission
 from permissions.models import PermissionRequest
 from sse.subscriptions import subscribe
-from tests.integrations_support import no_network
+from tests.integrations_support import DENIALS, no_network
 from tests.permissions_support import orm, published_pending
 from tests.test_permissions_agent import answer, messages
 
@@ -96,10 +96,7 @@ async def test_approved_as_asked_the_tool_runs_as_asked(owner: tuple[str, str]) 
     assert written == ["/etc/passwd"]
 
 
-@pytest.mark.parametrize(
-    ("reason", "seen"),
-    [("Not that file.", "Not that file."), ("", "Permission to run write_file was denied.")],
-)
+@pytest.mark.parametrize(("reason", "seen"), DENIALS)
 async def test_the_model_reads_the_denial_reason(
     owner: tuple[str, str], reason: str, seen: str
 ) -> None:

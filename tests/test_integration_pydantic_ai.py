@@ -23,7 +23,7 @@ from permissions.exceptions import RunAborted
 from permissions.integrations.pydantic_ai import AskPermission
 from permissions.models import PermissionRequest
 from sse.subscriptions import subscribe
-from tests.integrations_support import no_network
+from tests.integrations_support import DENIALS, no_network
 from tests.permissions_support import orm, published_pending
 from tests.test_permissions_agent import answer, messages
 
@@ -112,10 +112,7 @@ async def test_with_the_test_model_an_approval_runs_the_call(owner: tuple[str, s
     assert "wrote" in result.output
 
 
-@pytest.mark.parametrize(
-    ("reason", "seen"),
-    [("Not that file.", "Not that file."), ("", "Permission to run write_file was denied.")],
-)
+@pytest.mark.parametrize(("reason", "seen"), DENIALS)
 async def test_the_model_reads_the_denial_reason(
     owner: tuple[str, str], reason: str, seen: str
 ) -> None:
