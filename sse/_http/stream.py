@@ -152,6 +152,14 @@ class EventStreamResponse(StreamingHttpResponse):
         self["Cache-Control"] = "no-cache"
         self["X-Accel-Buffering"] = "no"
 
+    @property
+    def streams_alone(self) -> bool:
+        """Whether, once the response has started, the stream needs nothing
+        but itself: not its request, not its headers (``sse.asgi`` lets
+        them go).  Not once a middleware has wrapped its content: the
+        wrapper may use either."""
+        return self._iterator is self._events
+
     def __aiter__(self) -> AsyncIterator[bytes]:
         if self._iterator is self._events:
             return self._events

@@ -1,0 +1,299 @@
+"""``sse.asgi``'s ``handle``: two tasks where Django's has three, and an
+event stream that holds neither its request nor its headers once it has
+started.  Each request here goes through the handler's ASGI interface, as a
+server calls it; where Django's handler is the reference, both run the same
+request and what they did is compared."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import weakref
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from django.core import signals
+from django.core.handlers.asgi import ASGIHandler as DjangoASGIHandler
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.test import override_settings
+from django.urls import include, path
+
+from agent_backend.settings import MIDDLEWARE
+from sse.asgi import ASGIHandler
+from tests.conftest import MakeSession, MakeUser
+
+TRACE: list[str] = []
+SEEN: list[HttpRequest] = []
+
+
+async def slow(request: HttpRequest) -> HttpResponse:
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError:
+        TRACE.append("view cancelled")
+        raise
+    return HttpResponse("late")
+
+
+async def quick(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("quick")
+
+
+async def fails(request: HttpRequest) -> HttpResponse:
+    raise ValueError("the view failed")
+
+
+async def streaming(request: HttpRequest) -> StreamingHttpResponse:
+    async def parts() -> AsyncIterator[bytes]:
+        yield b"first"
+        await asyncio.sleep(30)
+
+    return StreamingHttpResponse(parts())
+
+
+urlpatterns = [
+    path("slow/", slow),
+    path("quick/", quick),
+    path("fails/", fails),
+    path("streaming/", streaming),
+    path("", include("agent_backend.urls")),
+]
+
+
+class Keep:
+    """Keeps every request (strongly) for the test to look at."""
+
+    def __init__(self, get_response: Callable[..., Any]) -> None:
+        self.get_response = get_response
+
+    async def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        SEEN.append(request)
+        response: HttpResponseBase = await self.get_response(request)
+        return response
+
+
+class WrapContent:
+    """Wraps a streaming response's content, as a middleware that counts
+    bytes or adds a trailer would: the wrapper uses the request."""
+
+    def __init__(self, get_response: Callable[..., Any]) -> None:
+        self.get_response = get_response
+
+    async def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        response: Any = await self.get_response(request)
+        if response.streaming:
+            inner = response.streaming_content
+
+            async def wrapped() -> AsyncIterator[bytes]:
+                yield f": for {request.path}\n\n".encode()
+                async for part in inner:
+                    yield part
+
+            response.streaming_content = wrapped()
+        return response
+
+
+Keep.async_capable, Keep.sync_capable = True, False  # type: ignore[attr-defined]
+WrapContent.async_capable, WrapContent.sync_capable = True, False  # type: ignore[attr-defined]
+
+
+def _scope(path: str) -> dict[str, Any]:
+    route, _, query = path.partition("?")
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": route,
+        "raw_path": route.encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": [(b"host", b"testserver")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+
+
+class Client:
+    """One request to a handler through its ASGI interface."""
+
+    def __init__(self, handler: Any, path: str) -> None:
+        self.scope = _scope(path)
+        self.sent: list[dict[str, Any]] = []
+        self.body = asyncio.Event()
+        self._incoming: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._incoming.put_nowait({"type": "http.request", "body": b"", "more_body": False})
+        self.task = asyncio.create_task(handler(self.scope, self._receive, self._send))
+
+    async def _receive(self) -> dict[str, Any]:
+        return await self._incoming.get()
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        self.sent.append(message)
+        if message.get("body"):
+            self.body.set()
+
+    def disconnect(self) -> None:
+        self._incoming.put_nowait({"type": "http.disconnect"})
+
+    @property
+    def content(self) -> bytes:
+        return b"".join(m.get("body", b"") for m in self.sent)
+
+
+@pytest.fixture
+def finished() -> Any:
+    """How many times ``request_finished`` was sent."""
+    count = [0]
+
+    def receiver(**kwargs: Any) -> None:
+        count[0] += 1
+
+    signals.request_finished.connect(receiver)
+    yield count
+    signals.request_finished.disconnect(receiver)
+
+
+def _handlers(middleware: list[str]) -> Any:
+    return override_settings(ROOT_URLCONF=__name__, MIDDLEWARE=middleware)
+
+
+@pytest.mark.parametrize("handler_class", [DjangoASGIHandler, ASGIHandler])
+async def test_a_disconnect_cancels_the_view_and_finishes_the_request(
+    handler_class: type, finished: Any
+) -> None:
+    TRACE.clear()
+    with _handlers(MIDDLEWARE):
+        client = Client(handler_class(), "/slow/")
+        await asyncio.sleep(0.2)
+        client.disconnect()
+        await asyncio.wait_for(client.task, 5)
+    assert TRACE == ["view cancelled"]
+    assert finished[0] == 1
+    assert client.sent == []
+
+
+@pytest.mark.parametrize("handler_class", [DjangoASGIHandler, ASGIHandler])
+async def test_a_disconnect_ends_a_streaming_response(handler_class: type, finished: Any) -> None:
+    with _handlers(MIDDLEWARE):
+        client = Client(handler_class(), "/streaming/")
+        await asyncio.wait_for(client.body.wait(), 5)
+        client.disconnect()
+        await asyncio.wait_for(client.task, 5)
+    assert client.sent[0]["status"] == 200
+    assert client.content == b"first"
+    assert finished[0] == 1
+
+
+async def test_answers_and_failures_are_djangos() -> None:
+    got = {}
+    for handler_class in (DjangoASGIHandler, ASGIHandler):
+        with _handlers(MIDDLEWARE):
+            quick, fails = Client(handler_class(), "/quick/"), Client(handler_class(), "/fails/")
+            await asyncio.wait_for(asyncio.gather(quick.task, fails.task), 5)
+        got[handler_class] = [
+            (client.sent[0]["status"], client.sent[0]["headers"], client.content)
+            for client in (quick, fails)
+        ]
+    assert got[ASGIHandler] == got[DjangoASGIHandler]
+    assert [status for status, _, _ in got[ASGIHandler]] == [200, 500]
+
+
+async def test_the_handler_leaves_no_cancellation_behind() -> None:
+    """The listening half is stopped by cancelling it; ``asyncio.timeout``
+    around the application must not see that as its own."""
+    with _handlers(MIDDLEWARE):
+        async with asyncio.timeout(5):
+            await ASGIHandler()(_scope("/quick/"), _request(), _ignore)
+        task = asyncio.current_task()
+        assert task is not None
+        assert task.cancelling() == 0
+        await asyncio.sleep(0)  # a cancellation left pending would be raised here
+
+
+async def test_a_cancellation_from_outside_ends_the_view() -> None:
+    TRACE.clear()
+    with _handlers(MIDDLEWARE), pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.3):
+            await ASGIHandler()(_scope("/slow/"), _request(), _ignore)
+    await asyncio.sleep(0.1)
+    assert TRACE == ["view cancelled"]
+
+
+def _request() -> Callable[[], Any]:
+    messages = [{"type": "http.request", "body": b"", "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop()
+        await asyncio.sleep(30)
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+async def _ignore(message: dict[str, Any]) -> None:
+    pass
+
+
+def _live_requests(path: str) -> int:
+    gc.collect()
+    # type(), not isinstance(): the latter would touch dead weak proxies.
+    return sum(
+        1
+        for o in gc.get_objects()
+        if issubclass(type(o), HttpRequest) and getattr(o, "path", None) == path
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("gc_freeze", [False, True], ids=["collector", "GC_FREEZE"])
+async def test_an_open_stream_holds_neither_its_request_nor_its_headers(
+    make_user: MakeUser, make_session: MakeSession, settings: Any, gc_freeze: bool
+) -> None:
+    settings.SSE = {"GC_FREEZE": gc_freeze}
+    user, token = make_user()
+    sid = make_session(user).session_id
+    url = f"/agent_backend/api/sse/events/{sid}"
+    SEEN.clear()
+    with _handlers([*MIDDLEWARE, f"{__name__}.Keep"]):
+        client = Client(ASGIHandler(), f"{url}?token={token}")
+        await asyncio.wait_for(client.body.wait(), 10)
+        assert client.sent[0]["status"] == 200
+        assert b'"type":"connected"' in client.content.replace(b" ", b"")
+        (request,) = SEEN
+        if gc_freeze:
+            # Frozen, its cycles would never be broken: it is emptied.
+            assert vars(request) == {}
+        else:
+            assert request.path == url
+            kept = weakref.ref(request)
+            SEEN.clear()
+            del request
+            assert await asyncio.to_thread(_live_requests, url) == 0
+            assert kept() is None
+        streams = [o for o in gc.get_objects() if type(o).__name__ == "EventStreamResponse"]
+        assert [dict(o.headers) for o in streams] == [{}]
+        client.disconnect()
+        await asyncio.wait_for(client.task, 5)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_stream_whose_content_a_middleware_wraps_keeps_its_request(
+    make_user: MakeUser, make_session: MakeSession, settings: Any
+) -> None:
+    settings.SSE = {"GC_FREEZE": True}
+    user, token = make_user()
+    sid = make_session(user).session_id
+    url = f"/agent_backend/api/sse/events/{sid}"
+    with _handlers([*MIDDLEWARE, f"{__name__}.WrapContent"]):
+        client = Client(ASGIHandler(), f"{url}?token={token}")
+        await asyncio.wait_for(client.body.wait(), 10)
+        assert client.content.startswith(f": for {url}\n\n".encode())
+        assert await asyncio.to_thread(_live_requests, url) == 1
+        headers = dict(client.sent[0]["headers"])
+        assert headers[b"Content-Type"] == b"text/event-stream; charset=utf-8"
+        client.disconnect()
+        await asyncio.wait_for(client.task, 5)
