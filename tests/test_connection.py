@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 
 from sse._stream.events import Event, render
 from sse._stream.queue import Connection
@@ -71,3 +73,38 @@ async def test_a_cancelled_get_leaves_the_connection_usable() -> None:
     for n in range(3):  # not waiting any more: the bound applies again
         conn.offer(_event(n))
     assert conn.ended == "overflow"
+
+
+async def test_alarms_ring_in_their_order_and_never_early() -> None:
+    """Every stream's heartbeat alarm, whatever the order they were set in."""
+    loop = asyncio.get_running_loop()
+    conns = [Connection(f"s{n}", 10, loop) for n in range(50)]
+    start = loop.time()
+    due = {conn: start + 0.002 * ((n * 7) % 50) for n, conn in enumerate(conns)}
+    rang: list[tuple[float, Connection]] = []
+
+    async def wait(conn: Connection) -> None:
+        conn.set_alarm(due[conn])
+        assert await conn.get() is None
+        rang.append((loop.time(), conn))
+
+    await asyncio.wait_for(asyncio.gather(*(wait(conn) for conn in conns)), 5)
+    assert [conn for _, conn in rang] == sorted(conns, key=due.__getitem__)
+    assert all(at >= due[conn] for at, conn in rang)
+
+
+async def test_an_alarm_moved_or_cancelled_rings_no_more_and_holds_no_connection() -> None:
+    loop = asyncio.get_running_loop()
+    closed = Connection("closed", 10, loop)
+    closed.set_alarm(loop.time() + 60)
+    closed.close()
+    gone = weakref.ref(closed)
+    del closed
+    gc.collect()
+    assert gone() is None, "a cancelled alarm keeps its stream in memory"
+    moved = Connection("moved", 10, loop)
+    moved.set_alarm(loop.time() + 0.01)
+    moved.set_alarm(loop.time() + 0.05)  # a new deadline replaces the first
+    await asyncio.sleep(0.03)
+    assert not moved._rang
+    assert await asyncio.wait_for(moved.get(), 1) is None

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
+import threading
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -11,6 +14,61 @@ from typing import Any
 from .events import ZERO, Event, EventKey
 
 logger = logging.getLogger(__name__)
+
+
+class _Alarms:
+    """The alarms of one event loop's connections (their heartbeats and
+    token expiries): one heap and one loop timer for the earliest, where a
+    timer per stream took 0.5 KB of each.  An entry is ``[when, order,
+    connection]``; a cancelled one keeps its place without its connection
+    until its time comes."""
+
+    __slots__ = ("heap", "loop", "timer", "timer_at")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.heap: list[list[Any]] = []
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = float("inf")
+
+    def add(self, when: float, conn: Connection) -> list[Any]:
+        entry = [when, next(_order), conn]
+        heapq.heappush(self.heap, entry)
+        if when < self.timer_at:
+            self._arm(when)
+        return entry
+
+    def _arm(self, when: float) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer_at = when
+        self.timer = self.loop.call_at(when, self._ring)
+
+    def _ring(self) -> None:
+        self.timer, self.timer_at = None, float("inf")
+        heap, now = self.heap, self.loop.time()
+        while heap and heap[0][0] <= now:
+            conn = heapq.heappop(heap)[2]
+            if conn is not None:
+                conn._ring()
+        if heap:
+            self._arm(heap[0][0])
+
+
+_order = itertools.count()
+_lock = threading.Lock()
+_loops: dict[asyncio.AbstractEventLoop, _Alarms] = {}
+
+
+def _alarms(loop: asyncio.AbstractEventLoop) -> _Alarms:
+    alarms = _loops.get(loop)
+    if alarms is None:
+        with _lock:
+            # Loops come and go (asyncio.run in agent code): forget closed ones.
+            for closed in [other for other in _loops if other.is_closed()]:
+                del _loops[closed]
+            alarms = _loops.setdefault(loop, _Alarms(loop))
+    return alarms
 
 
 class Connection:
@@ -84,7 +142,7 @@ class Connection:
         # stream that gets an event every few milliseconds would otherwise
         # arm and cancel a timer for each.
         self.alarm_at: float | None = None
-        self._alarm: asyncio.TimerHandle | None = None
+        self._alarm: list[Any] | None = None  # its entry in the loop's _Alarms
         self._rang = False
 
     def on_end(self, callback: Callable[[Connection], None]) -> None:
@@ -152,14 +210,13 @@ class Connection:
     def set_alarm(self, when: float) -> None:
         """Wake the stream at loop time ``when``, events or not: ``wait()``
         is done (or, if it rang while nobody waited, returns None once)."""
-        if self._alarm is not None:
-            self._alarm.cancel()
+        self.cancel_alarm()
         self.alarm_at = when
-        self._alarm = self.loop.call_at(when, self._ring)
+        self._alarm = _alarms(self.loop).add(when, self)
 
     def cancel_alarm(self) -> None:
         if self._alarm is not None:
-            self._alarm.cancel()
+            self._alarm[2] = None
             self._alarm = None
         self.alarm_at = None
 
