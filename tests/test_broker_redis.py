@@ -292,6 +292,46 @@ async def test_a_read_from_a_redis_that_does_not_answer_fails_and_the_next_works
         await broker.aclose()
 
 
+@pytest.mark.redis
+async def test_replies_nobody_reads_any_more_are_not_reported_as_unretrieved(
+    redis_server: RedisServer,
+) -> None:
+    """Pipelined commands sent in one write (the lease renewals) whose
+    caller is cancelled (the server shuts down), then their connection
+    drops: asyncio must not report each command's failure as "Future
+    exception was never retrieved"."""
+    import contextlib
+    import os
+    import signal
+
+    from sse._transport.resp import command
+
+    loop = asyncio.get_running_loop()
+    reported: list[str] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _, context: reported.append(context["message"]))
+    broker = StreamHub(redis_server.url).broker
+    commands = broker._loop_commands(loop)
+    try:
+        assert await commands.call_many([command(b"PING")] * 2) == [b"PONG"] * 2
+        os.kill(redis_server.pid, signal.SIGSTOP)  # the replies are late
+        calling = asyncio.ensure_future(commands.call_many([command(b"PING")] * 5))
+        await asyncio.sleep(0.05)
+        calling.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await calling
+        del calling
+        redis_server.kill()  # the connection drops under the unread replies
+        await asyncio.sleep(0.2)
+        gc.collect()
+        await asyncio.sleep(0.05)
+        assert reported == []
+    finally:
+        loop.set_exception_handler(previous)
+        await broker.aclose()
+        redis_server.start()
+
+
 # Publishes its argv's messages to a channel, one round trip each, as
 # separate agents do: nothing batches them on the way to the listener.
 _PUBLISHER = """

@@ -145,7 +145,7 @@ class Commands:
             protocol = await self._open()
         if asking:
             # Its OK is not awaited; an error is retrieved, as nobody waits for it.
-            protocol.send(ASKING).add_done_callback(lambda done: done.exception())
+            protocol.send(ASKING).add_done_callback(_retrieved)
         future = protocol.send(request)
         timer = self.loop.call_later(self.timeout, self._late, protocol, future)
         try:
@@ -163,6 +163,12 @@ class Commands:
         timer = self.loop.call_later(self.timeout, self._late, protocol, futures[-1])
         try:
             return [await future for future in futures]
+        except BaseException:
+            # Replies nobody reads now (the caller was cancelled, or an
+            # earlier command failed) are not failures to report.
+            for future in futures:
+                future.add_done_callback(_retrieved)
+            raise
         finally:
             timer.cancel()
 
