@@ -28,7 +28,7 @@ request's own (middleware, view, response) and the one that called the
 application, which listens for the client's disconnect meanwhile instead of
 waiting for two others.  An event stream lives for hours, and once it has
 started it holds neither its request nor its response's headers: a stream
-takes 20 KiB instead of 31 (bench/RESULTS.md).
+takes 19 KiB instead of 31 (bench/RESULTS.md).
 
 Streams are requests like any other: the project's middleware, its
 ``ALLOWED_HOSTS`` and everything else apply to them.  One difference: a
