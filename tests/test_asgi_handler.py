@@ -64,6 +64,8 @@ urlpatterns = [
 class Keep:
     """Keeps every request (strongly) for the test to look at."""
 
+    sync_capable, async_capable = False, True
+
     def __init__(self, get_response: Callable[..., Any]) -> None:
         self.get_response = get_response
 
@@ -76,6 +78,8 @@ class Keep:
 class WrapContent:
     """Wraps a streaming response's content, as a middleware that counts
     bytes or adds a trailer would: the wrapper uses the request."""
+
+    sync_capable, async_capable = False, True
 
     def __init__(self, get_response: Callable[..., Any]) -> None:
         self.get_response = get_response
@@ -92,10 +96,6 @@ class WrapContent:
 
             response.streaming_content = wrapped()
         return response
-
-
-Keep.async_capable, Keep.sync_capable = True, False  # type: ignore[attr-defined]
-WrapContent.async_capable, WrapContent.sync_capable = True, False  # type: ignore[attr-defined]
 
 
 def _scope(path: str) -> dict[str, Any]:
@@ -156,7 +156,8 @@ def finished() -> Any:
     signals.request_finished.disconnect(receiver)
 
 
-def _handlers(middleware: list[str]) -> Any:
+def _project(middleware: list[str]) -> Any:
+    """This module's URLs (and the project's) behind ``middleware``."""
     return override_settings(ROOT_URLCONF=__name__, MIDDLEWARE=middleware)
 
 
@@ -165,7 +166,7 @@ async def test_a_disconnect_cancels_the_view_and_finishes_the_request(
     handler_class: type, finished: Any
 ) -> None:
     TRACE.clear()
-    with _handlers(MIDDLEWARE):
+    with _project(MIDDLEWARE):
         client = Client(handler_class(), "/slow/")
         await asyncio.sleep(0.2)
         client.disconnect()
@@ -177,7 +178,7 @@ async def test_a_disconnect_cancels_the_view_and_finishes_the_request(
 
 @pytest.mark.parametrize("handler_class", [DjangoASGIHandler, ASGIHandler])
 async def test_a_disconnect_ends_a_streaming_response(handler_class: type, finished: Any) -> None:
-    with _handlers(MIDDLEWARE):
+    with _project(MIDDLEWARE):
         client = Client(handler_class(), "/streaming/")
         await asyncio.wait_for(client.body.wait(), 5)
         client.disconnect()
@@ -190,7 +191,7 @@ async def test_a_disconnect_ends_a_streaming_response(handler_class: type, finis
 async def test_answers_and_failures_are_djangos() -> None:
     got = {}
     for handler_class in (DjangoASGIHandler, ASGIHandler):
-        with _handlers(MIDDLEWARE):
+        with _project(MIDDLEWARE):
             quick, fails = Client(handler_class(), "/quick/"), Client(handler_class(), "/fails/")
             await asyncio.wait_for(asyncio.gather(quick.task, fails.task), 5)
         got[handler_class] = [
@@ -204,7 +205,7 @@ async def test_answers_and_failures_are_djangos() -> None:
 async def test_the_handler_leaves_no_cancellation_behind() -> None:
     """The listening half is stopped by cancelling it; ``asyncio.timeout``
     around the application must not see that as its own."""
-    with _handlers(MIDDLEWARE):
+    with _project(MIDDLEWARE):
         async with asyncio.timeout(5):
             await ASGIHandler()(_scope("/quick/"), _request(), _ignore)
         task = asyncio.current_task()
@@ -215,7 +216,7 @@ async def test_the_handler_leaves_no_cancellation_behind() -> None:
 
 async def test_a_cancellation_from_outside_ends_the_view() -> None:
     TRACE.clear()
-    with _handlers(MIDDLEWARE), pytest.raises(TimeoutError):
+    with _project(MIDDLEWARE), pytest.raises(TimeoutError):
         async with asyncio.timeout(0.3):
             await ASGIHandler()(_scope("/slow/"), _request(), _ignore)
     await asyncio.sleep(0.1)
@@ -258,7 +259,7 @@ async def test_an_open_stream_holds_neither_its_request_nor_its_headers(
     sid = make_session(user).session_id
     url = f"/agent_backend/api/sse/events/{sid}"
     SEEN.clear()
-    with _handlers([*MIDDLEWARE, f"{__name__}.Keep"]):
+    with _project([*MIDDLEWARE, f"{__name__}.Keep"]):
         client = Client(ASGIHandler(), f"{url}?token={token}")
         await asyncio.wait_for(client.body.wait(), 10)
         assert client.sent[0]["status"] == 200
@@ -288,7 +289,7 @@ async def test_a_stream_whose_content_a_middleware_wraps_keeps_its_request(
     user, token = make_user()
     sid = make_session(user).session_id
     url = f"/agent_backend/api/sse/events/{sid}"
-    with _handlers([*MIDDLEWARE, f"{__name__}.WrapContent"]):
+    with _project([*MIDDLEWARE, f"{__name__}.WrapContent"]):
         client = Client(ASGIHandler(), f"{url}?token={token}")
         await asyncio.wait_for(client.body.wait(), 10)
         assert client.content.startswith(f": for {url}\n\n".encode())
