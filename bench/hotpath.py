@@ -1,6 +1,7 @@
 """The Python work of delivering one event, in one process, without sockets:
 ``StreamHub.deliver`` -> each stream's queue -> its ``_stream`` generator's
-chunk, one task per stream as a server runs it.
+chunk -> ``sse.asgi``'s response loop -> the server's ``send`` (here one
+that counts), one task per stream as a server runs it.
 
 Where CPU seconds are too noisy to compare (a busy machine), count
 instructions instead: they do not depend on what else runs.  The
@@ -26,15 +27,17 @@ import gc
 import os
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import django
 
 django.setup()
 
-from sse._http.stream import _stream  # noqa: E402
+from sse._http.stream import EventStreamResponse, _stream  # noqa: E402
 from sse._stream.events import render  # noqa: E402
 from sse._stream.hub import StreamHub  # noqa: E402
 from sse._stream.queue import Connection  # noqa: E402
+from sse.asgi import ASGIHandler  # noqa: E402
 
 STREAMS = int(os.environ.get("STREAMS", 2000))
 ROUNDS = int(os.environ.get("ROUNDS", 60))
@@ -47,10 +50,14 @@ async def main() -> float:
     hub = StreamHub(None)  # the in-process broker: nothing but the fan-out
     written = 0
 
-    async def serve(stream: AsyncIterator[bytes]) -> None:
+    handler = ASGIHandler()
+
+    async def send(message: dict[str, Any]) -> None:
         nonlocal written
-        async for chunk in stream:
-            written += 1 if chunk.startswith(b"id: ") else 0
+        written += 1 if message.get("body", b"").startswith(b"id: ") else 0
+
+    async def serve(stream: AsyncIterator[bytes]) -> None:
+        await handler.send_response(EventStreamResponse(stream), send)
 
     tasks = []
     for i in range(STREAMS):

@@ -175,6 +175,9 @@ class ASGIHandler(_ResolvedOnce, DjangoASGIHandler):
             parts: AsyncGenerator[bytes, None] = aiter(cast(Any, response))
             async with aclosing(parts) as content:
                 async for part in content:
+                    if len(part) <= self.chunk_size:  # an event stream's every part
+                        await send({"type": "http.response.body", "body": part, "more_body": True})
+                        continue
                     for chunk, _ in self.chunk_bytes(part):
                         await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body"})

@@ -223,7 +223,7 @@ async def _stream(
         )
         next_beat = loop.time() + interval
         while True:
-            deadline = min(next_beat, expires)
+            deadline = next_beat if next_beat < expires else expires
             if conn.alarm_at != deadline:
                 conn.set_alarm(deadline)
             waiter = conn.wait()
@@ -235,14 +235,21 @@ async def _stream(
                     yield render_unnumbered("access_revoked", session_id, {})
                 break
             if batch:
-                frames = [event.frame for event in batch if event.key > sent]
-                sent = max(sent, batch[-1].key)
+                if len(batch) == 1:  # the commonest: one event since the last write
+                    event = batch[0]
+                    delivered = 1 if event.key > sent else 0
+                    chunk = event.frame
+                    del event
+                else:
+                    frames = [event.frame for event in batch if event.key > sent]
+                    delivered = len(frames)
+                    chunk = b"".join(frames)
+                    del frames
+                if batch[-1].key > sent:
+                    sent = batch[-1].key
                 # Nothing of this batch stays referenced while the stream
                 # waits: the collector would have to walk it again and again.
                 batch = None
-                delivered = len(frames)
-                chunk = b"".join(frames)
-                del frames
                 if delivered:
                     counts.delivered += delivered
                     yield chunk
