@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from contextlib import AsyncExitStack
 
 import pytest
 
 from sse.testing import EventStream, open_stream
 from tests.conftest import MakeSession, MakeUser, ServerFactory
-from tests.servers import ASGIServer
+from tests.servers import ASGIServer, RedisServer
 from tests.streaming import events_url, health_data, until_connected
 
 pytestmark = [pytest.mark.redis, pytest.mark.usefixtures("live_db")]
@@ -83,3 +84,46 @@ async def test_a_killed_process_gives_its_places_back(
             await asyncio.sleep(0.2)
         # Within a lease's time (3 s) and not before it could have run out.
         assert 1 <= time.monotonic() - killed < 6
+
+
+async def test_many_leases_are_renewed_in_writes_of_a_batch_and_a_closed_stream_stays_closed(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process with many streams renews their leases a batch per write,
+    so that no renewal holds the loop or Redis for long; a stream that
+    closes between two writes is not given its lease back."""
+    from sse._stream import leases
+    from sse._stream.hub import StreamHub
+    from sse._stream.queue import Connection
+    from sse._transport.keys import leases_key
+
+    monkeypatch.setattr(leases, "renew_every", lambda: 0.2)
+    monkeypatch.setattr(leases, "lease_seconds", lambda: 60.0)
+    monkeypatch.setattr(leases, "BATCH", 100)
+    monkeypatch.setattr(leases, "PAUSE", 0.5)
+    broker = StreamHub(redis_server.url).broker
+    loop = asyncio.get_running_loop()
+    prefix = uuid.uuid4().hex
+    conns = [Connection(f"{prefix}-{n}", 10, loop) for n in range(250)]
+    for n, conn in enumerate(conns):
+        conn.lease = f"lease-{n}"
+        assert await broker.take_lease(conn.session_id, conn.lease, 2, 1.0)
+    keeping = asyncio.ensure_future(leases.keep(broker, lambda: conns))
+    try:
+        await asyncio.sleep(0.4)  # the first write (streams 0-99) is out, the next waits
+        closing = conns[150]
+        broker.drop_lease(closing.session_id, closing.lease, loop)
+        closing.lease = None
+        await asyncio.sleep(1.0)  # the two other writes
+        with redis_server.client() as client:
+            # Taken for 1 s at first, renewed for 60 s.
+            remaining = {
+                n: client.pttl(leases_key(conn.session_id)) for n, conn in enumerate(conns)
+            }
+            assert client.zscore(leases_key(closing.session_id), "lease-150") is None
+    finally:
+        keeping.cancel()
+        await broker.aclose()
+    assert remaining[150] == -2, "the closed stream's lease was taken again"
+    renewed = [n for n, ttl in remaining.items() if ttl > 5000]
+    assert renewed == [n for n in range(250) if n != 150]

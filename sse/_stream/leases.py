@@ -18,6 +18,11 @@ from .queue import Connection
 logger = logging.getLogger(__name__)
 
 RENEWALS = 3
+# Streams renewed per write, and the seconds between two writes: one write
+# for every stream of a loop held the loop, and Redis, for tens of
+# milliseconds each renewal, and the events published meanwhile waited.
+BATCH = 250
+PAUSE = 0.02
 
 
 def renew_every() -> float:
@@ -32,14 +37,21 @@ async def keep(broker: Broker, connections: Callable[[], list[Connection]]) -> N
     """Renew the leases of a loop's streams until it has none."""
     while True:
         await asyncio.sleep(renew_every())
-        held: dict[str, list[str]] = {}
-        for conn in connections():
-            if conn.lease is not None:
-                held.setdefault(conn.session_id, []).append(conn.lease)
-        if not held:
+        leased = [conn for conn in connections() if conn.lease is not None]
+        if not leased:
             return
         try:
-            await broker.renew_leases(held, lease_seconds())
+            for start in range(0, len(leased), BATCH):
+                if start:
+                    await asyncio.sleep(PAUSE)
+                # Read just before the write: a stream closed meanwhile has
+                # given its lease back, and renewing it would take it again.
+                held: dict[str, list[str]] = {}
+                for conn in leased[start : start + BATCH]:
+                    if conn.lease is not None:
+                        held.setdefault(conn.session_id, []).append(conn.lease)
+                if held:
+                    await broker.renew_leases(held, lease_seconds())
         except BrokerUnavailable as exc:
             # Redis is away: the leases may run out meanwhile, and are taken
             # again by the next renewal.
