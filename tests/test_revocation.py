@@ -57,3 +57,29 @@ async def test_a_revoked_stream_ends_within_the_heartbeat_interval(
             await stream.next_event(timeout=2)
         # The others' streams carry on.
         assert len(await collect_types(other, 2, "heartbeat", timeout=3)) == 2
+
+
+@pytest.mark.django_db
+def test_the_default_access_of_many_streams_is_checked_a_batch_per_query(
+    django_user_model: Any,
+) -> None:
+    """Every interval each loop checks all of its open streams: under the
+    default ``SESSION_ACCESS``, in a query for the users and one per 500
+    sessions, whatever the number of streams; and with its answers."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from sse._stream.revocation import refused_pairs
+
+    owner = django_user_model.objects.create(username="owner")
+    staff = django_user_model.objects.create(username="staff", is_staff=True)
+    other = django_user_model.objects.create(username="other")
+    gone = django_user_model.objects.create(username="gone", is_active=False)
+    sids = [f"batch-{n:04d}" for n in range(600)]
+    StreamSession.objects.bulk_create(StreamSession(session_id=s, owner=owner) for s in sids)
+    pairs = {(user.pk, sid) for user in (owner, staff) for sid in sids}
+    pairs |= {(other.pk, sids[0]), (gone.pk, sids[1]), (owner.pk, "batch-missing")}
+    with CaptureQueriesContext(connection) as queries:
+        refused = refused_pairs(pairs)
+    assert refused == {(other.pk, sids[0]), (gone.pk, sids[1]), (owner.pk, "batch-missing")}
+    assert len(queries) == 3  # the users, then the sessions in two batches

@@ -64,16 +64,37 @@ def refused_pairs(pairs: Pairs) -> Pairs:
     """The (user pk, session id) pairs whose user may no longer read the session."""
     from django.contrib.auth import get_user_model
 
-    from ..sessions import can_read
-
     manager = get_user_model()._default_manager
     pks = list({pk for pk, _ in pairs})
     users = {}
     for start in range(0, len(pks), BATCH):  # within every database's parameter limit
         users.update({user.pk: user for user in manager.filter(pk__in=pks[start : start + BATCH])})
+    readable = _readable({session_id for _, session_id in pairs})
     refused: Pairs = set()
     for pk, session_id in pairs:
         user = users.get(pk)
-        if user is None or not user.is_active or not can_read(user, session_id):
+        if user is None or not user.is_active or not readable(user, session_id):
             refused.add((pk, session_id))
     return refused
+
+
+def _readable(session_ids: set[str]) -> Callable[[Any, str], bool]:
+    """``can_read`` for these sessions.  Under the default ``SESSION_ACCESS``
+    their owners are read a batch per query: a query per open stream, every
+    interval, held the ORM's thread (and the loop, for the GIL) for as long
+    as thousands of them take."""
+    from django.utils.module_loading import import_string
+
+    from ..models import StreamSession
+    from ..sessions import can_read, owner_or_staff
+
+    if import_string(conf.SESSION_ACCESS) is not owner_or_staff:
+        return can_read
+    ids = list(session_ids)
+    owners: dict[str, Any] = {}
+    for start in range(0, len(ids), BATCH):
+        rows = StreamSession._default_manager.filter(session_id__in=ids[start : start + BATCH])
+        owners.update(rows.values_list("session_id", "owner_id"))
+    return lambda user, session_id: (
+        session_id in owners and (user.is_staff or owners[session_id] == user.pk)
+    )
