@@ -114,7 +114,9 @@ class ASGIHandler(_ResolvedOnce, DjangoASGIHandler):
         this one listens for the client's disconnect while the request's task
         runs the middleware and the view and sends the response, and nothing
         else holds the request (``_process_request``).  What Django does on
-        a disconnect, an error or a cancellation is done here as well."""
+        a disconnect or an error is done here as well; cancelled from
+        outside, this also cancels the request's task (Django's keeps
+        running)."""
         try:
             body_file = await self.read_body(receive)
         except RequestAborted:
