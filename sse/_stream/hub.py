@@ -21,6 +21,7 @@ from ..conf import conf
 from ..exceptions import BrokerUnavailable, TooManyConnections
 from . import leases, revocation
 from .events import ZERO, Event, EventKey
+from .loops import of_loop
 from .queue import Connection
 from .replay import BufferRead, Replay, plan_replay
 
@@ -139,14 +140,7 @@ class StreamHub:
                 streams.sweeper = None
 
     def _streams(self, loop: asyncio.AbstractEventLoop) -> _LoopStreams:
-        streams = self._loops.get(loop)
-        if streams is None:
-            with self._lock:
-                # Loops come and go (asyncio.run in agent code): forget closed ones.
-                for closed in [other for other in self._loops if other.is_closed()]:
-                    del self._loops[closed]
-                streams = self._loops.setdefault(loop, _LoopStreams())
-        return streams
+        return of_loop(self._loops, self._lock, loop, _LoopStreams)
 
     # -- what the broker calls, on the loop it subscribed on --------------------------
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .events import ZERO, Event, EventKey
+from .loops import of_loop
 
 logger = logging.getLogger(__name__)
 
@@ -61,14 +62,7 @@ _loops: dict[asyncio.AbstractEventLoop, _Alarms] = {}
 
 
 def _alarms(loop: asyncio.AbstractEventLoop) -> _Alarms:
-    alarms = _loops.get(loop)
-    if alarms is None:
-        with _lock:
-            # Loops come and go (asyncio.run in agent code): forget closed ones.
-            for closed in [other for other in _loops if other.is_closed()]:
-                del _loops[closed]
-            alarms = _loops.setdefault(loop, _Alarms(loop))
-    return alarms
+    return of_loop(_loops, _lock, loop, lambda: _Alarms(loop))
 
 
 class Connection:
