@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from sse._stream.events import parse_id, prepare, render, render_unnumbered
+from sse._stream.events import heartbeat, parse_id, prepare, render, render_unnumbered
 from sse.exceptions import EventNotSerializable, EventTooLarge, InvalidEventType, InvalidSessionId
 from sse.testing import SSEParser
 
@@ -35,6 +35,12 @@ def test_newlines_and_non_ascii_stay_on_one_data_line() -> None:
 def test_unnumbered_messages_have_no_id_line() -> None:
     frame = render_unnumbered("heartbeat", timestamp_ms=5)
     assert frame == b'data: {"type":"heartbeat","timestamp":5}\n\n'
+
+
+def test_a_heartbeat_is_the_unnumbered_heartbeat_message() -> None:
+    assert heartbeat(1732456789123) == render_unnumbered("heartbeat", timestamp_ms=1732456789123)
+    (parsed,) = SSEParser().feed(heartbeat())
+    assert parsed.id is None and json.loads(parsed.data)["type"] == "heartbeat"
 
 
 @pytest.mark.parametrize(

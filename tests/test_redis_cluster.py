@@ -325,3 +325,23 @@ async def test_the_session_limit_holds_on_the_sessions_shard(
         with owner.client() as client:
             assert client.zcard(f"sse_leases:{{{sid}}}") == 1
         assert health_data(server.base_url, sid, token)["connections"] == 1
+
+
+async def test_leases_are_renewed_on_each_sessions_shard(cluster: ClusterTopology) -> None:
+    broker = StreamHub(cluster.url).broker
+    held = {sid: [f"{sid}-1", f"{sid}-2"] for sid in _sessions_on(cluster, 3)}
+    try:
+        for sid, ids in held.items():
+            for lease in ids:
+                assert await broker.take_lease(sid, lease, 5, 1.0)
+        await broker.renew_leases(held, 60.0)
+        for sid, ids in held.items():
+            with cluster.owner(f"{{{sid}}}").client() as client:
+                assert client.pttl(f"sse_leases:{{{sid}}}") > 50_000
+                scores = [client.zscore(f"sse_leases:{{{sid}}}", lease) for lease in ids]
+                assert all(
+                    score is not None and score > client.time()[0] * 1000 + 50_000
+                    for score in scores
+                )
+    finally:
+        await broker.aclose()

@@ -127,3 +127,32 @@ async def test_many_leases_are_renewed_in_writes_of_a_batch_and_a_closed_stream_
     assert remaining[150] == -2, "the closed stream's lease was taken again"
     renewed = [n for n, ttl in remaining.items() if ttl > 5000]
     assert renewed == [n for n in range(250) if n != 150]
+
+
+async def test_one_renewal_holds_every_lease_of_every_session_longer_even_after_a_script_flush(
+    redis_server: RedisServer,
+) -> None:
+    """Sessions with one stream and with several are renewed together; a
+    Redis that lost its scripts (restarted, SCRIPT FLUSH) renews them too."""
+    from sse._stream.hub import StreamHub
+    from sse._transport.keys import leases_key
+
+    broker = StreamHub(redis_server.url).broker
+    prefix = uuid.uuid4().hex
+    held = {f"{prefix}-a": ["a1"], f"{prefix}-b": ["b1", "b2", "b3"], f"{prefix}-c": ["c1", "c2"]}
+    try:
+        for sid, ids in held.items():
+            for lease in ids:
+                assert await broker.take_lease(sid, lease, 5, 1.0)
+        with redis_server.client() as client:
+            client.script_flush()
+        await broker.renew_leases(held, 60.0)
+        with redis_server.client() as client:
+            now_ms = int(client.time()[0]) * 1000
+            for sid, ids in held.items():
+                assert client.pttl(leases_key(sid)) > 50_000
+                assert client.zcard(leases_key(sid)) == len(ids)
+                for lease in ids:
+                    assert client.zscore(leases_key(sid), lease) > now_ms + 50_000
+    finally:
+        await broker.aclose()

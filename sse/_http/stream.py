@@ -21,6 +21,7 @@ from .._stream.events import (
     ZERO,
     EventKey,
     format_id,
+    heartbeat,
     is_valid_session_id,
     now_ms,
     parse_id,
@@ -258,7 +259,7 @@ async def _stream(
                 yield render_unnumbered("token_expired", session_id, {})
                 break
             if now >= next_beat:
-                yield render_unnumbered("heartbeat")
+                yield heartbeat()
                 next_beat = now + interval
     finally:
         conn.close()

@@ -125,6 +125,14 @@ def render_unnumbered(
     return b"data: %s\n\n" % _json.encode(message).encode()
 
 
+def heartbeat(timestamp_ms: int | None = None) -> bytes:
+    """``render_unnumbered("heartbeat")``, without building and encoding a
+    dict: every open stream sends one each ``HEARTBEAT_INTERVAL``."""
+    return b'data: {"type":"heartbeat","timestamp":%d}\n\n' % (
+        now_ms() if timestamp_ms is None else timestamp_ms
+    )
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 

@@ -6,6 +6,7 @@ import asyncio
 import heapq
 import itertools
 import logging
+import math
 import threading
 import weakref
 from collections.abc import Callable
@@ -22,7 +23,12 @@ class _Alarms:
     token expiries): one heap and one loop timer for the earliest, where a
     timer per stream took 0.5 KB of each.  An entry is ``[when, order,
     connection]``; a cancelled one keeps its place without its connection
-    until its time comes."""
+    until its time comes.
+
+    The timer rings on a grid of ``GRAIN`` seconds, late by less than that,
+    for every alarm due by then: the heartbeats of thousands of streams are
+    due at scattered times, and a timer for each of them cost the loop more
+    than the heartbeats."""
 
     __slots__ = ("heap", "loop", "timer", "timer_at")
 
@@ -40,10 +46,13 @@ class _Alarms:
         return entry
 
     def _arm(self, when: float) -> None:
+        at = math.ceil(when / GRAIN) * GRAIN
+        if at == self.timer_at:
+            return
         if self.timer is not None:
             self.timer.cancel()
-        self.timer_at = when
-        self.timer = self.loop.call_at(when, self._ring)
+        self.timer_at = at
+        self.timer = self.loop.call_at(at, self._ring)
 
     def _ring(self) -> None:
         self.timer, self.timer_at = None, float("inf")
@@ -56,6 +65,8 @@ class _Alarms:
             self._arm(heap[0][0])
 
 
+# Seconds: how late an alarm (a heartbeat, a token's expiry) may ring.
+GRAIN = 0.05
 _order = itertools.count()
 _lock = threading.Lock()
 _loops: dict[asyncio.AbstractEventLoop, _Alarms] = {}

@@ -125,15 +125,22 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 """
 )
-# KEYS: leases. ARGV: ms they are held for, then the leases.  A lease that
-# ran out meanwhile (the process stalled) is taken again: its stream is open.
+# KEYS: lease sets (of one session each). ARGV: ms they are held for, then
+# for each key how many of its leases follow, and those leases.  A lease
+# that ran out meanwhile (the process stalled) is taken again: its stream is
+# open.  One call renews a whole batch of streams outside a cluster.
 RENEW_LEASES = (
     NOW_MS
     + """
 local expires = string.format('%.0f', now + ARGV[1])
-for i = 2, #ARGV do redis.call('ZADD', KEYS[1], expires, ARGV[i]) end
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-return #ARGV - 1
+local at = 2
+for k = 1, #KEYS do
+  local last = at + tonumber(ARGV[at])
+  for i = at + 1, last do redis.call('ZADD', KEYS[k], expires, ARGV[i]) end
+  redis.call('PEXPIRE', KEYS[k], ARGV[1])
+  at = last + 1
+end
+return #KEYS
 """
 )
 # KEYS: leases. -> how many have not run out.
@@ -419,24 +426,19 @@ class RedisBroker(Broker):
     async def renew_leases(self, leases: dict[str, list[str]], seconds: float) -> None:
         loop = asyncio.get_running_loop()
         held = _ms(seconds)
-        calls = {
-            sid: _script_call(RENEW_LEASES, (leases_key(sid, self._tagged),), held, *ids)
-            for sid, ids in leases.items()
-        }
-        if self._tagged:  # each to its slot's node
-            for sid, (request, whole) in calls.items():
-                await self._call(loop, sid, request, whole)
+        if self._tagged:  # each session's leases are in a slot of their own
+            for sid, ids in leases.items():
+                key = (leases_key(sid, self._tagged),)
+                await self._call(
+                    loop, sid, *_script_call(RENEW_LEASES, key, held, str(len(ids)), *ids)
+                )
             return
-        # One pipelined write; EVAL for all if Redis lost the script.
-        try:
-            replies = await self._loop_commands(loop).call_many([c[0] for c in calls.values()])
-            if any(_noscript(reply) for reply in replies):
-                replies = await self._loop_commands(loop).call_many([c[1] for c in calls.values()])
-        except (OSError, EOFError, RedisError, hiredis.ProtocolError) as exc:
-            raise BrokerUnavailable(f"Redis lease renewal failed: {exc}") from exc
-        for reply in replies:
-            if isinstance(reply, hiredis.ReplyError):
-                raise BrokerUnavailable(f"Redis lease renewal failed: {reply}")
+        # One call for all: a command per session cost the loop a write each.
+        args = [held]
+        for ids in leases.values():
+            args += (str(len(ids)), *ids)
+        keys = tuple(leases_key(sid, self._tagged) for sid in leases)
+        await self._read(self._loop_commands(loop), *_script_call(RENEW_LEASES, keys, *args))
 
     def lease_count(self, session_id: str) -> int:
         try:

@@ -153,25 +153,6 @@ class Commands:
         finally:
             timer.cancel()
 
-    async def call_many(self, requests: list[bytes]) -> list[Any]:
-        """Several commands in one write, their replies in order; no task
-        per command (as ``asyncio.gather`` of ``call`` would make)."""
-        protocol = self._protocol
-        if protocol is None or protocol.closed.done():
-            protocol = await self._open()
-        futures = [protocol.send(request) for request in requests]
-        timer = self.loop.call_later(self.timeout, self._late, protocol, futures[-1])
-        try:
-            return [await future for future in futures]
-        except BaseException:
-            # Replies nobody reads now (the caller was cancelled, or an
-            # earlier command failed) are not failures to report.
-            for future in futures:
-                future.add_done_callback(_retrieved)
-            raise
-        finally:
-            timer.cancel()
-
     def call_soon(self, request: bytes) -> None:
         """Send ``request`` and let its reply (or failure) go unread."""
         protocol = self._protocol
