@@ -6,7 +6,9 @@ receivers, sync middleware and views run there), and the event loop waits
 for each thread to start.  During a reconnect storm of thousands of streams
 that start-up took a third of the loop's time.  Here each request's sync
 code runs on one thread of a fixed set instead, in turn.  The rule Django
-relies on holds: all sync code of one request runs on one thread.  The cost:
+relies on holds: all sync code of one request runs on one thread, and the
+apps' own hops to it (the middleware's, the request's signals, closing the
+response) are ``on_request_thread``'s, one queue put each.  The cost:
 a request whose sync code blocks for long delays the sync code of the
 requests that share its thread, as under a threaded WSGI server.
 
@@ -44,23 +46,24 @@ import contextlib
 import contextvars
 import itertools
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
 from typing import Any, cast
 
 import django
-from asgiref.sync import ThreadSensitiveContext, iscoroutinefunction, sync_to_async
+from asgiref.sync import ThreadSensitiveContext, iscoroutinefunction
 from django.conf import settings
 from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler as DjangoASGIHandler
 from django.core.handlers.asgi import get_script_prefix
 from django.core.handlers.base import BaseHandler
+from django.dispatch import Signal
 from django.http import HttpRequest, HttpResponseBase
 from django.http.response import ResponseHeaders
 from django.urls import NoReverseMatch, Resolver404, ResolverMatch, get_resolver, set_script_prefix
 from django.utils.module_loading import import_string
 
+from ._process.threads import Workers, on_request_thread
 from .conf import conf
 
 THREADS = 16
@@ -88,13 +91,11 @@ class ASGIHandler(_ResolvedOnce, DjangoASGIHandler):
     def __init__(self, threads: int = THREADS) -> None:
         super().__init__()
         self._threads = itertools.cycle(
-            [ThreadPoolExecutor(1, thread_name_prefix="django-sync") for _ in range(threads)]
+            [Workers(1, f"django-sync-{n}", "the request's sync code") for n in range(threads)]
         )
         self._apps_prefix: str | None = None
         sync = _sync_handler()
-        self._sync_response = (
-            None if sync is None else sync_to_async(sync.get_response, thread_sensitive=True)
-        )
+        self._sync_response = None if sync is None else on_request_thread(sync.get_response)
 
     def load_middleware(self, is_async: bool = False) -> None:
         from ._process.middleware import load_grouped
@@ -122,13 +123,13 @@ class ASGIHandler(_ResolvedOnce, DjangoASGIHandler):
         except RequestAborted:
             return
         set_script_prefix(get_script_prefix(scope))
-        await signals.request_started.asend(sender=self.__class__, scope=scope)
+        await _asend(signals.request_started, sender=self.__class__, scope=scope)
         request, error_response = self.create_request(scope, body_file)
         if request is None:
             assert error_response is not None
             body_file.close()
             await self.send_response(error_response, send)
-            await sync_to_async(error_response.close)()
+            await on_request_thread(error_response.close)()
             return
         process = asyncio.create_task(self._process_request(request, send))
         del request
@@ -146,9 +147,9 @@ class ASGIHandler(_ResolvedOnce, DjangoASGIHandler):
             try:
                 response = process.result()
             except asyncio.CancelledError:
-                await signals.request_finished.asend(sender=self.__class__)
+                await _asend(signals.request_finished, sender=self.__class__)
             else:
-                await sync_to_async(response.close)()
+                await on_request_thread(response.close)()
         finally:
             body_file.close()
 
@@ -266,6 +267,18 @@ def _headers(response: HttpResponseBase) -> list[tuple[bytes, bytes]]:
     for c in response.cookies.values():
         headers.append((b"Set-Cookie", c.output(header="").encode("ascii").strip()))
     return headers
+
+
+async def _asend(signal: Signal, sender: Any, **named: Any) -> None:
+    """``signal.asend``: with only sync receivers (Django's own, for a
+    request's start and end), they run in one ``on_request_thread`` call."""
+    if not signal.receivers:
+        return
+    receivers, async_receivers = signal._live_receivers(sender)
+    if async_receivers:
+        await signal.asend(sender, **named)
+    elif receivers:
+        await on_request_thread(signal.send)(sender, **named)
 
 
 def _bytes(text: str | bytes, encoding: str) -> bytes:

@@ -40,7 +40,8 @@ def test_unnumbered_messages_have_no_id_line() -> None:
 def test_a_heartbeat_is_the_unnumbered_heartbeat_message() -> None:
     assert heartbeat(1732456789123) == render_unnumbered("heartbeat", timestamp_ms=1732456789123)
     (parsed,) = SSEParser().feed(heartbeat())
-    assert parsed.id is None and json.loads(parsed.data)["type"] == "heartbeat"
+    assert parsed.id is None
+    assert json.loads(parsed.data)["type"] == "heartbeat"
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,6 @@ from asgiref.sync import (
     ThreadSensitiveContext,
     iscoroutinefunction,
     markcoroutinefunction,
-    sync_to_async,
 )
 from django.core.handlers.asgi import ASGIHandler as DjangoASGIHandler
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
@@ -29,6 +28,7 @@ import sse._process.middleware
 import sse.asgi
 from agent_backend.settings import MIDDLEWARE  # Django's default stack
 from sse._process.middleware import is_plain_mixin
+from sse._process.threads import Workers, on_request_thread
 from sse.asgi import ASGIHandler
 
 TRACE: list[str] = []
@@ -141,8 +141,8 @@ async def _run(
     TRACE.clear()
     with override_settings(MIDDLEWARE=middleware, ROOT_URLCONF=HERE):
         handler = handler_class()
-        # As the handlers' __call__ does: the request's sync code gets a thread.
-        async with ThreadSensitiveContext():
+        # As sse.asgi's __call__ does: the request's sync code gets a thread.
+        async with ThreadSensitiveContext(executor=Workers(1, "probe", "the request's sync code")):
             response = await handler.get_response_async(AsyncRequestFactory().get(url))
     headers = {k: v for k, v in response.items() if k.startswith("X-") and k != "X-Frame-Options"}
     return list(TRACE), response.status_code, headers
@@ -246,20 +246,20 @@ async def test_a_sync_views_middleware_and_view_take_one_hop(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     hops: list[str] = []
-    real = sync_to_async
+    real = on_request_thread
 
-    def counted(func: Callable[..., Any], **options: Any) -> Any:
+    def counted(func: Callable[..., Any]) -> Any:
         name = getattr(func, "__qualname__", repr(func))
 
         def hop(*args: Any, **kwargs: Any) -> Any:
             hops.append(name)
             return func(*args, **kwargs)
 
-        return real(hop, **options)
+        return real(hop)
 
     # Every hop the handler and the middleware chains take, as they are built.
-    monkeypatch.setattr(sse.asgi, "sync_to_async", counted)
-    monkeypatch.setattr(sse._process.middleware, "sync_to_async", counted)
+    monkeypatch.setattr(sse.asgi, "on_request_thread", counted)
+    monkeypatch.setattr(sse._process.middleware, "on_request_thread", counted)
     await _run(ASGIHandler, _mw("A", "B", "C"), "/probe-sync/")
     assert hops == ["BaseHandler.get_response"]
     hops.clear()

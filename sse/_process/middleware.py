@@ -33,7 +33,7 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, MiddlewareNotUsed
 from django.core.handlers.base import BaseHandler
@@ -41,6 +41,8 @@ from django.core.handlers.exception import convert_exception_to_response, respon
 from django.http import HttpRequest, HttpResponseBase
 from django.utils.deprecation import MiddlewareMixin
 from django.utils.module_loading import import_string
+
+from .threads import on_request_thread
 
 AsyncHandler = Callable[[HttpRequest], Awaitable[HttpResponseBase]]
 ViewMethod = Callable[..., Any]
@@ -78,8 +80,8 @@ class MixinRun:
             if hasattr(m, "process_response")
         ]
         self.size = len(middleware)
-        self._enter = sync_to_async(self.enter, thread_sensitive=True)
-        self._leave = sync_to_async(self.leave, thread_sensitive=True)
+        self._enter = on_request_thread(self.enter)
+        self._leave = on_request_thread(self.leave)
         markcoroutinefunction(self)  # for the middleware outside it, as Django's mixin does
 
     async def __call__(self, request: HttpRequest) -> HttpResponseBase:
@@ -123,7 +125,7 @@ class ViewMethods:
 
     def __init__(self, methods: list[ViewMethod]) -> None:
         self.methods = methods
-        self._run = sync_to_async(self.run, thread_sensitive=True)
+        self._run = on_request_thread(self.run)
 
     async def __call__(self, *args: Any) -> HttpResponseBase | None:
         response: HttpResponseBase | None = await self._run(*args)

@@ -11,7 +11,9 @@ The threads the apps use, and why each exists:
   dance per call.
 - ``sse.asgi``'s fixed set of request threads (optional, the host's
   choice): Django starts a thread per request otherwise (bench/RESULTS.md,
-  third run: a storm of 2,000 reconnects took a third longer).
+  third run: a storm of 2,000 reconnects took a third longer).  They are
+  ``Workers`` of one thread each, so the apps' own hops to them
+  (``on_request_thread``) skip asgiref's executor machinery.
 - the loop's default executor: publishing from async code
   (``notifier.asend``) runs the sync Redis client there, because redis-py's
   asyncio pool fails the first command after a Redis restart and a publish
@@ -29,11 +31,13 @@ import contextvars
 import functools
 import os
 import queue
+import sys
 import threading
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor, Future
 from typing import Any, ParamSpec, TypeVar
 
-from asgiref.sync import SyncToAsync
+from asgiref.sync import AsyncToSync, SyncToAsync, _restore_context, sync_to_async
 from django.db import close_old_connections
 
 P = ParamSpec("P")
@@ -66,27 +70,43 @@ def database_sync_to_async(func: Callable[P, R]) -> Callable[P, Awaitable[R]]:
 
     async def call(*args: P.args, **kwargs: P.kwargs) -> R:
         context = contextvars.copy_context()
-        return await _workers.submit(functools.partial(context.run, run, *args, **kwargs))
+        return await _workers.call(functools.partial(context.run, run, *args, **kwargs))
 
     return functools.wraps(func)(call)
 
 
-class _Workers:
-    def __init__(self, size: int) -> None:
+class Workers(Executor):
+    """Threads taking jobs from one queue.  From async code, ``call(job)``
+    is one queue put and, for the result, one ``call_soon_threadsafe``; as
+    an ``Executor`` (what asgiref's ``sync_to_async`` hands work to) they
+    run ``submit``'s calls on the same threads, in turn."""
+
+    def __init__(self, size: int, name: str, doing: str) -> None:
         self.size = size
-        self._jobs: queue.SimpleQueue[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any], Any]]
-        self._jobs = queue.SimpleQueue()
+        self.name = name
+        self.doing = doing  # for the errors: "a database call"
+        self._jobs: queue.SimpleQueue[tuple[Any, Any, Any]] = queue.SimpleQueue()
         self._started = 0
         self._pid = os.getpid()
         self._lock = threading.Lock()
 
-    def submit(self, job: Callable[[], R]) -> asyncio.Future[R]:
+    def call(self, job: Callable[[], R]) -> asyncio.Future[R]:
+        """``job()`` on a thread; a job whose future was cancelled before its
+        turn does not run."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
+        self._put((loop, future, job))
+        return future
+
+    def submit(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> Future[R]:
+        future: Future[R] = Future()
+        self._put((None, future, functools.partial(fn, *args, **kwargs)))
+        return future
+
+    def _put(self, item: tuple[Any, Any, Any]) -> None:
         if self._started < self.size or self._pid != os.getpid():
             self._start()
-        self._jobs.put((loop, future, job))
-        return future
+        self._jobs.put(item)
 
     def _start(self) -> None:
         with self._lock:
@@ -95,20 +115,28 @@ class _Workers:
                 self._jobs = queue.SimpleQueue()
             while self._started < self.size:
                 self._started += 1
-                name = f"sse-db-{self._started}"
+                name = f"{self.name}-{self._started}"
                 threading.Thread(target=self._work, name=name, daemon=True).start()
 
     def _work(self) -> None:
         while True:
             loop, future, job = self._jobs.get()
-            outcome: Callable[[asyncio.Future[Any], Any], None]
-            try:
-                outcome, value = _succeed, job()
-            except BaseException as exc:  # as concurrent.futures: the caller gets it
-                outcome, value = _fail, exc
-            with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits
-                loop.call_soon_threadsafe(outcome, future, value)
-            del loop, future, job, value  # nothing of a job outlives it
+            if loop is None:  # submit(): a concurrent.futures.Future
+                if future.set_running_or_notify_cancel():
+                    try:
+                        future.set_result(job())
+                    except BaseException as exc:  # as ThreadPoolExecutor
+                        future.set_exception(exc)
+            elif not future.cancelled():
+                outcome: Callable[[asyncio.Future[Any], Any], None]
+                try:
+                    outcome, value = _succeed, job()
+                except BaseException as exc:  # as concurrent.futures: the caller gets it
+                    outcome, value = _fail, _carriable(exc, self.doing)
+                with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits
+                    loop.call_soon_threadsafe(outcome, future, value)
+                del value
+            del loop, future, job  # nothing of a job outlives it
 
 
 def _succeed(future: asyncio.Future[Any], result: Any) -> None:
@@ -117,16 +145,20 @@ def _succeed(future: asyncio.Future[Any], result: Any) -> None:
 
 
 def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
-    if future.done():
-        return
-    if isinstance(exc, StopIteration):  # a future cannot carry one, as in a coroutine
-        error = RuntimeError(f"{exc.__class__.__name__} raised by a database call")
-        error.__cause__ = exc
-        exc = error
-    future.set_exception(exc)
+    if not future.done():
+        future.set_exception(exc)
 
 
-_workers = _Workers(THREADS)
+def _carriable(exc: BaseException, doing: str) -> BaseException:
+    if not isinstance(exc, StopIteration):
+        return exc
+    # A future cannot carry one, as in a coroutine.
+    error = RuntimeError(f"{exc.__class__.__name__} raised by {doing}")
+    error.__cause__ = exc
+    return error
+
+
+_workers = Workers(THREADS, "sse-db", "a database call")
 
 
 def release_request_thread() -> None:
@@ -145,3 +177,66 @@ def release_request_thread() -> None:
     executor = executors.pop(context, None)
     if executor is not None:
         executor.shutdown(wait=False)
+
+
+def on_request_thread(func: Callable[P, R]) -> Callable[P, Awaitable[R]]:
+    """``sync_to_async(func, thread_sensitive=True)``: ``func`` on the
+    request's thread, with the caller's context variables, and their
+    changes back (a ``process_request`` that activates a language).
+
+    When that thread is one of ``sse.asgi``'s (``Workers``), the call is one
+    queue put instead of asgiref's executor future, its asyncio wrapper and
+    a shield: 64 µs of CPU a call instead of 133 (a no-op, uvloop, one
+    core), and a stream makes five such calls (its request's start, the
+    middleware's three, its end).  What asgiref sets up for the thread is set
+    up the same way, so an ``async_to_sync`` in ``func`` runs its coroutine
+    on the caller's loop, as it would there.  Anywhere else, asgiref's.
+    """
+    fallback = sync_to_async(func, thread_sensitive=True)
+
+    async def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        workers = _request_workers()
+        if workers is None:
+            return await fallback(*args, **kwargs)
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+        raised = sys.exc_info()[1]
+        tasks: list[asyncio.Task[Any]] = []  # those an async_to_sync in func starts
+
+        def run() -> R:
+            _restore_context(context)
+            return func(*args, **kwargs)
+
+        def job() -> R:
+            local = SyncToAsync.threadlocal
+            local.main_event_loop, local.main_event_loop_pid = loop, os.getpid()
+            local.task_context = tasks
+            if raised is None:
+                return context.run(run)
+            try:  # as asgiref: func sees the exception being handled
+                raise raised
+            except BaseException:
+                return context.run(run)
+
+        try:
+            return await workers.call(job)
+        except asyncio.CancelledError:
+            for task in tasks:
+                task.cancel()
+            raise
+        finally:
+            _restore_context(context)
+
+    return functools.wraps(func)(call)
+
+
+def _request_workers() -> Workers | None:
+    """The thread asgiref would run the request's thread-sensitive code on,
+    if it is one of ours."""
+    if getattr(AsyncToSync.executors, "current", None) is not None:
+        return None  # inside an async_to_sync: its own thread
+    context = SyncToAsync.thread_sensitive_context.get(None)
+    if context is None or getattr(context, "_exited", False):
+        return None
+    executor = SyncToAsync.context_to_thread_executor.get(context)
+    return executor if isinstance(executor, Workers) else None
