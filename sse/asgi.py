@@ -8,7 +8,7 @@ that start-up took a third of the loop's time.  Here each request's sync
 code runs on one thread of a fixed set instead, in turn.  The rule Django
 relies on holds: all sync code of one request runs on one thread, and the
 apps' own hops to it (the middleware's, the request's signals, closing the
-response) are ``on_request_thread``'s, one queue put each.  The cost:
+response) are ``request_thread_call``'s, one queue put each.  The cost:
 a request whose sync code blocks for long delays the sync code of the
 requests that share its thread, as under a threaded WSGI server.
 
@@ -63,7 +63,7 @@ from django.http.response import ResponseHeaders
 from django.urls import NoReverseMatch, Resolver404, ResolverMatch, get_resolver, set_script_prefix
 from django.utils.module_loading import import_string
 
-from ._process.threads import Workers, on_request_thread
+from ._process.threads import Workers, on_request_thread, request_thread_call
 from .conf import conf
 
 THREADS = 16
@@ -129,7 +129,7 @@ class ASGIHandler(_ResolvedOnce, DjangoASGIHandler):
             assert error_response is not None
             body_file.close()
             await self.send_response(error_response, send)
-            await on_request_thread(error_response.close)()
+            await request_thread_call(error_response.close)
             return
         process = asyncio.create_task(self._process_request(request, send))
         del request
@@ -149,7 +149,7 @@ class ASGIHandler(_ResolvedOnce, DjangoASGIHandler):
             except asyncio.CancelledError:
                 await _asend(signals.request_finished, sender=self.__class__)
             else:
-                await on_request_thread(response.close)()
+                await request_thread_call(response.close)
         finally:
             body_file.close()
 
@@ -271,14 +271,20 @@ def _headers(response: HttpResponseBase) -> list[tuple[bytes, bytes]]:
 
 async def _asend(signal: Signal, sender: Any, **named: Any) -> None:
     """``signal.asend``: with only sync receivers (Django's own, for a
-    request's start and end), they run in one ``on_request_thread`` call."""
+    request's start and end), they run in one ``request_thread_call``."""
     if not signal.receivers:
         return
     receivers, async_receivers = signal._live_receivers(sender)
     if async_receivers:
         await signal.asend(sender, **named)
     elif receivers:
-        await on_request_thread(signal.send)(sender, **named)
+        await request_thread_call(_send_to, receivers, signal, sender, named)
+
+
+def _send_to(receivers: list[Any], signal: Signal, sender: Any, named: dict[str, Any]) -> None:
+    """What ``asend`` does on the request's thread for its sync receivers."""
+    for receiver in receivers:
+        receiver(signal=signal, sender=sender, **named)
 
 
 def _bytes(text: str | bytes, encoding: str) -> bytes:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import threading
 import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -298,3 +299,33 @@ async def test_a_stream_whose_content_a_middleware_wraps_keeps_its_request(
         assert headers[b"Content-Type"] == b"text/event-stream; charset=utf-8"
         client.disconnect()
         await asyncio.wait_for(client.task, 5)
+
+
+@pytest.mark.parametrize("handler_class", [DjangoASGIHandler, ASGIHandler])
+async def test_a_requests_start_reaches_its_sync_and_async_receivers_once(
+    handler_class: type,
+) -> None:
+    seen: list[tuple[str, str]] = []
+
+    def sync_receiver(scope: dict[str, Any], **kwargs: Any) -> None:
+        seen.append((threading.current_thread().name.rstrip("0123456789-"), scope["path"]))
+
+    async def async_receiver(scope: dict[str, Any], **kwargs: Any) -> None:
+        seen.append(("async", scope["path"]))
+
+    for receivers in ([sync_receiver], [sync_receiver, async_receiver]):
+        seen.clear()
+        for receiver in receivers:
+            signals.request_started.connect(receiver)
+        try:
+            with _project(MIDDLEWARE):
+                await asyncio.wait_for(handler_class()(_scope("/quick/"), _request(), _ignore), 5)
+        finally:
+            for receiver in receivers:
+                signals.request_started.disconnect(receiver)
+        threads = {name for name, _ in seen if name != "async"}
+        assert len(seen) == len(receivers)
+        assert {path for _, path in seen} == {"/quick/"}
+        assert len(threads) == 1
+        if handler_class is ASGIHandler:
+            assert threads == {"django-sync"}

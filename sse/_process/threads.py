@@ -13,7 +13,7 @@ The threads the apps use, and why each exists:
   choice): Django starts a thread per request otherwise (bench/RESULTS.md,
   third run: a storm of 2,000 reconnects took a third longer).  They are
   ``Workers`` of one thread each, so the apps' own hops to them
-  (``on_request_thread``) skip asgiref's executor machinery.
+  (``request_thread_call``) skip asgiref's executor machinery.
 - the loop's default executor: publishing from async code
   (``notifier.asend``) runs the sync Redis client there, because redis-py's
   asyncio pool fails the first command after a Redis restart and a publish
@@ -180,9 +180,18 @@ def release_request_thread() -> None:
 
 
 def on_request_thread(func: Callable[P, R]) -> Callable[P, Awaitable[R]]:
-    """``sync_to_async(func, thread_sensitive=True)``: ``func`` on the
-    request's thread, with the caller's context variables, and their
-    changes back (a ``process_request`` that activates a language).
+    """``func`` as a coroutine function whose calls are ``request_thread_call``'s."""
+
+    async def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        return await request_thread_call(func, *args, **kwargs)
+
+    return functools.wraps(func)(call)
+
+
+async def request_thread_call(func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+    """``sync_to_async(func, thread_sensitive=True)(*args, **kwargs)``:
+    ``func`` on the request's thread, with the caller's context variables,
+    and their changes back (a ``process_request`` that activates a language).
 
     When that thread is one of ``sse.asgi``'s (``Workers``), the call is one
     queue put instead of asgiref's executor future, its asyncio wrapper and
@@ -192,42 +201,37 @@ def on_request_thread(func: Callable[P, R]) -> Callable[P, Awaitable[R]]:
     up the same way, so an ``async_to_sync`` in ``func`` runs its coroutine
     on the caller's loop, as it would there.  Anywhere else, asgiref's.
     """
-    fallback = sync_to_async(func, thread_sensitive=True)
+    workers = _request_workers()
+    if workers is None:
+        return await sync_to_async(func, thread_sensitive=True)(*args, **kwargs)
+    loop = asyncio.get_running_loop()
+    context = contextvars.copy_context()
+    raised = sys.exc_info()[1]
+    tasks: list[asyncio.Task[Any]] = []  # those an async_to_sync in func starts
 
-    async def call(*args: P.args, **kwargs: P.kwargs) -> R:
-        workers = _request_workers()
-        if workers is None:
-            return await fallback(*args, **kwargs)
-        loop = asyncio.get_running_loop()
-        context = contextvars.copy_context()
-        raised = sys.exc_info()[1]
-        tasks: list[asyncio.Task[Any]] = []  # those an async_to_sync in func starts
+    def run() -> R:
+        _restore_context(context)
+        return func(*args, **kwargs)
 
-        def run() -> R:
-            _restore_context(context)
-            return func(*args, **kwargs)
+    def job() -> R:
+        local = SyncToAsync.threadlocal
+        local.main_event_loop, local.main_event_loop_pid = loop, os.getpid()
+        local.task_context = tasks
+        if raised is None:
+            return context.run(run)
+        try:  # as asgiref: func sees the exception being handled
+            raise raised
+        except BaseException:
+            return context.run(run)
 
-        def job() -> R:
-            local = SyncToAsync.threadlocal
-            local.main_event_loop, local.main_event_loop_pid = loop, os.getpid()
-            local.task_context = tasks
-            if raised is None:
-                return context.run(run)
-            try:  # as asgiref: func sees the exception being handled
-                raise raised
-            except BaseException:
-                return context.run(run)
-
-        try:
-            return await workers.call(job)
-        except asyncio.CancelledError:
-            for task in tasks:
-                task.cancel()
-            raise
-        finally:
-            _restore_context(context)
-
-    return functools.wraps(func)(call)
+    try:
+        return await workers.call(job)
+    except asyncio.CancelledError:
+        for task in tasks:
+            task.cancel()
+        raise
+    finally:
+        _restore_context(context)
 
 
 def _request_workers() -> Workers | None:
