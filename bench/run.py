@@ -706,7 +706,7 @@ class Bench:
     def profile(
         self, system: System, server: Server, point: str, secs: float
     ) -> subprocess.Popen[bytes] | None:
-        """Start ``--profile`` against the server for a rate phase."""
+        """Start ``--profile`` against the server for a rate phase or a storm's reconnect."""
         if not self.args.profile:
             return None
         out = self.work / f"profile-{system.name}-{point}-{self.seq}"
@@ -931,7 +931,10 @@ class Bench:
             dropped = gen.cmd(cmd="drop", n=k)
             time.sleep(1.0)
             cpu0 = cpu_secs(server.pid)
+            profiler = self.profile(system, server, f"storm-{k}", 20)
             again = gen.cmd(cmd="reconnect", n=k, timeout=60, wait=90)
+            if profiler is not None:
+                profiler.wait(timeout=120)
             pub = self.finish_publish(proc, secs)
             report = gen.cmd(cmd="storm_report", log=str(path), drain=10.0, wait=60)
             self.record(
@@ -1280,7 +1283,8 @@ def main() -> None:
     parser.add_argument(
         "--profile",
         metavar="CMD",
-        help="run during each rate phase; {pid}, {secs} and {out} are filled in, e.g. "
+        help="run during each rate phase and the storm's reconnect; {pid}, {secs} and {out} "
+        "are filled in, e.g. "
         "'bench/.venv/bin/py-spy record -p {pid} -d {secs} -f raw -o {out}.txt'",
     )
     parser.add_argument("--table", help="print the table of a saved results.json and exit")
