@@ -23,7 +23,11 @@ that thread as a WSGI server runs them, through a second, sync, instance of
 the project's middleware chain (``MIDDLEWARE`` is built twice; each
 instance serves its own requests).  That saves 0.7 ms of CPU per request on
 a 2 GHz core.  A project with a middleware that cannot run sync keeps
-Django's path for those requests.
+Django's path for those requests.  Two more hops are shared: the
+``request_started`` receivers (when all are sync) run first in the request's
+first hop when that hop is ours (the outermost middleware is grouped, or
+the view is sync), and an event stream's authorisation runs in the hop of
+the ``process_view`` methods (``view_prelude``).
 
 Each request runs in two tasks where Django's handler has three: the
 request's own (middleware, view, response) and the one that called the
@@ -44,6 +48,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import itertools
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
@@ -63,10 +68,21 @@ from django.http.response import ResponseHeaders
 from django.urls import NoReverseMatch, Resolver404, ResolverMatch, get_resolver, set_script_prefix
 from django.utils.module_loading import import_string
 
-from ._process.threads import Workers, on_request_thread, request_thread_call
+from ._process import gc_freeze
+from ._process.threads import (
+    Workers,
+    on_request_thread,
+    owe_request_thread,
+    owes_request_thread,
+    request_thread_call,
+)
 from .conf import conf
 
-THREADS = 16
+# Threads for the requests' sync code.  Fewer threads contend less for the
+# GIL: a reconnect storm of 3,000 opens cost 1.0-1.2 ms of CPU per open on 4
+# threads and 1.2-1.5 ms on 16 (in process, 2 vCPU).  More threads let more
+# requests block at once (slow sync views): ``get_asgi_application(threads=)``.
+THREADS = 4
 
 
 class _ResolvedOnce:
@@ -96,6 +112,7 @@ class ASGIHandler(_ResolvedOnce, DjangoASGIHandler):
         self._apps_prefix: str | None = None
         sync = _sync_handler()
         self._sync_response = None if sync is None else on_request_thread(sync.get_response)
+        self._hops_first: bool = getattr(self, "_sse_hops_first", False)
 
     def load_middleware(self, is_async: bool = False) -> None:
         from ._process.middleware import load_grouped
@@ -123,14 +140,24 @@ class ASGIHandler(_ResolvedOnce, DjangoASGIHandler):
         except RequestAborted:
             return
         set_script_prefix(get_script_prefix(scope))
-        await _asend(signals.request_started, sender=self.__class__, scope=scope)
+        if conf.GC_FREEZE and scope["path"].startswith(self._prefix()):
+            # Before the request's first hop: in a reconnect storm, thousands
+            # are in flight before the first reaches its view.
+            gc_freeze.stream_arriving(asyncio.get_running_loop())
+        started = self._deferred_start(scope)
+        if started is None:
+            await _asend(signals.request_started, sender=self.__class__, scope=scope)
         request, error_response = self.create_request(scope, body_file)
         if request is None:
             assert error_response is not None
             body_file.close()
+            if started is not None:
+                await request_thread_call(started)
             await self.send_response(error_response, send)
             await request_thread_call(error_response.close)
             return
+        if started is not None:
+            owe_request_thread(started)
         process = asyncio.create_task(self._process_request(request, send))
         del request
         try:
@@ -147,11 +174,27 @@ class ASGIHandler(_ResolvedOnce, DjangoASGIHandler):
             try:
                 response = process.result()
             except asyncio.CancelledError:
+                if owes_request_thread():  # cancelled before its first hop
+                    await request_thread_call(_nothing)
                 await _asend(signals.request_finished, sender=self.__class__)
             else:
                 await request_thread_call(response.close)
         finally:
             body_file.close()
+
+    def _deferred_start(self, scope: dict[str, Any]) -> Callable[[], None] | None:
+        """The ``request_started`` receivers as one call for the request's
+        first hop, when they are all sync and that hop is one of ours (the
+        outermost middleware is grouped, or the view is sync): Django sends
+        the signal before the middleware, and so does that hop, one hop to
+        the thread fewer.  None: send it now."""
+        signal = signals.request_started
+        if not self._hops_first or not signal.receivers:
+            return None
+        receivers, async_receivers = signal._live_receivers(self.__class__)
+        if async_receivers or not receivers:
+            return None
+        return functools.partial(_send_to, receivers, signal, self.__class__, {"scope": scope})
 
     async def _process_request(self, request: HttpRequest, send: Any) -> HttpResponseBase:
         response = await self.run_get_response(request)
@@ -281,6 +324,10 @@ async def _asend(signal: Signal, sender: Any, **named: Any) -> None:
         await request_thread_call(_send_to, receivers, signal, sender, named)
 
 
+def _nothing() -> None:
+    pass
+
+
 def _send_to(receivers: list[Any], signal: Signal, sender: Any, named: dict[str, Any]) -> None:
     """What ``asend`` does on the request's thread for its sync receivers."""
     for receiver in receivers:
@@ -315,7 +362,8 @@ def _sync_view(request: HttpRequest) -> bool:
     return not iscoroutinefunction(match.func)
 
 
-def get_asgi_application() -> ASGIHandler:
-    """Use in ``asgi.py`` instead of ``django.core.asgi.get_asgi_application``."""
+def get_asgi_application(threads: int = THREADS) -> ASGIHandler:
+    """Use in ``asgi.py`` instead of ``django.core.asgi.get_asgi_application``.
+    ``threads``: how many threads run the requests' sync code."""
     django.setup(set_prefix=False)
-    return ASGIHandler()
+    return ASGIHandler(threads)

@@ -21,6 +21,7 @@ from django.test import override_settings
 from django.urls import include, path
 
 from agent_backend.settings import MIDDLEWARE
+from sse._process.threads import Workers
 from sse.asgi import ASGIHandler
 from tests.conftest import MakeSession, MakeUser
 
@@ -329,3 +330,100 @@ async def test_a_requests_start_reaches_its_sync_and_async_receivers_once(
         assert len(threads) == 1
         if handler_class is ASGIHandler:
             assert threads == {"django-sync"}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("handler_class", "middleware", "thread"),
+    [
+        (ASGIHandler, MIDDLEWARE, "django-sync"),
+        (ASGIHandler, [m for m in MIDDLEWARE if "csrf" not in m], "sse-db"),
+        (DjangoASGIHandler, MIDDLEWARE, "sse-db"),
+    ],
+    ids=["sse.asgi", "no process_view", "Django's handler"],
+)
+async def test_a_streams_authorization_shares_the_hop_of_the_process_view_methods(
+    make_user: MakeUser,
+    make_session: MakeSession,
+    monkeypatch: pytest.MonkeyPatch,
+    handler_class: type,
+    middleware: list[str],
+    thread: str,
+) -> None:
+    """Under ``sse.asgi`` the stream's queries run on the request's thread,
+    with the project's ``process_view`` methods; with none, or under
+    Django's handler, in a hop of their own to the ORM's threads."""
+    import sse._http.stream
+
+    ran: list[str] = []
+    authorize = sse._http.stream.authorize_stream
+
+    def recorded(*args: Any) -> Any:
+        ran.append(threading.current_thread().name.rstrip("0123456789-"))
+        return authorize(*args)
+
+    monkeypatch.setattr(sse._http.stream, "authorize_stream", recorded)
+    user, token = make_user()
+    sid = make_session(user).session_id
+    with _project(middleware):
+        client = Client(handler_class(), f"/agent_backend/api/sse/events/{sid}?token={token}")
+        await asyncio.wait_for(client.body.wait(), 10)
+        assert client.sent[0]["status"] == 200
+        assert b'"type":"connected"' in client.content.replace(b" ", b"")
+        client.disconnect()
+        await asyncio.wait_for(client.task, 5)
+    assert ran == [thread]
+
+
+@pytest.mark.parametrize(
+    ("names", "url", "hops"),
+    [
+        (["A", "B"], "/quick/", 4),  # enter (and the start), process_view, leave, close
+        (["Around", "A"], "/quick/", 5),  # not a mixin outermost: the start hops alone
+        (["A", "B"], "/probe-sync/", 2),  # the sync chain (and the start), close
+    ],
+    ids=["grouped outermost", "another outermost", "sync view"],
+)
+async def test_a_requests_start_runs_first_in_its_first_hop(
+    monkeypatch: pytest.MonkeyPatch, names: list[str], url: str, hops: int
+) -> None:
+    """Under ``sse.asgi`` the ``request_started`` receivers run on the
+    request's thread before its first middleware, as under Django's handler,
+    in the hop of the middleware when it is ours: one hop fewer."""
+    from tests import test_grouped_middleware as grouped
+
+    def started(**kwargs: Any) -> None:
+        grouped.TRACE.append("started")
+
+    calls: list[str] = []
+    real = Workers.call
+
+    def counted(self: Workers, job: Any) -> Any:
+        calls.append(self.name)
+        return real(self, job)
+
+    middleware = [f"{grouped.__name__}.{name}" for name in names]
+    traces = []
+    signals.request_started.connect(started)
+    try:
+        for handler_class in (DjangoASGIHandler, ASGIHandler):
+            grouped.TRACE.clear()
+            calls.clear()
+            with monkeypatch.context() as patch:
+                patch.setattr(Workers, "call", counted)
+                with override_settings(ROOT_URLCONF=_ProbeURLs, MIDDLEWARE=middleware):
+                    client = Client(handler_class(), url)
+                    await asyncio.wait_for(client.task, 5)
+            assert client.sent[0]["status"] == 200
+            traces.append(list(grouped.TRACE))
+    finally:
+        signals.request_started.disconnect(started)
+    assert traces[0] == traces[1]
+    assert traces[1][0] == "started"
+    assert len([name for name in calls if name.startswith("django-sync")]) == hops
+
+
+class _ProbeURLs:
+    from tests.test_grouped_middleware import urlpatterns as _probes
+
+    urlpatterns = [*_probes, path("quick/", quick)]

@@ -13,10 +13,16 @@ from sse._process import gc_freeze as pauses
 
 
 @pytest.fixture(autouse=True)
-def _unfrozen() -> object:
+def _unfrozen(monkeypatch: pytest.MonkeyPatch) -> object:
+    # As they were before a stream of an earlier test (its loop closed since).
+    thresholds = pauses._held or gc.get_threshold()
+    gc.set_threshold(*thresholds)
+    monkeypatch.setattr(pauses, "_scheduled", {})
+    monkeypatch.setattr(pauses, "_held", None)
     gc.unfreeze()
     yield
     gc.unfreeze()
+    gc.set_threshold(*thresholds)
 
 
 async def test_objects_are_frozen_once_streams_stop_arriving(
@@ -100,3 +106,75 @@ async def test_frozen_garbage_is_reclaimed_once_as_many_streams_closed_as_are_op
     pauses.stream_opened(loop)
     await asyncio.sleep(0.05)
     assert gone() is None
+
+
+async def test_no_full_collection_of_its_own_while_streams_arrive(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pauses, "SETTLE", 0.05)
+    loop = asyncio.get_running_loop()
+    thresholds = gc.get_threshold()
+    full: list[int] = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "stop" and info["generation"] == 2:
+            full.append(1)
+
+    def allocate() -> list[list[int]]:
+        # Long-lived containers, more than what makes the collector run a
+        # full collection by its own rules (a quarter of the old objects).
+        return [[n] for n in range(len(gc.get_objects(2)) // 2 + 50_000)]
+
+    gc.collect()
+    gc.callbacks.append(count)
+    try:
+        kept = allocate()
+        assert full, "without requests arriving, the collector collects in full"
+        full.clear()
+        pauses.stream_arriving(loop)  # a reconnect storm
+        kept += allocate()
+        assert not full
+        pauses.stream_arriving(loop)
+        await asyncio.sleep(0.03)
+        assert gc.get_threshold() != thresholds, "requests are still arriving"
+        await asyncio.sleep(0.1)
+        assert gc.get_threshold() == thresholds, "streams stopped arriving"
+    finally:
+        gc.callbacks.remove(count)
+        gc.set_threshold(*thresholds)
+    del kept
+
+
+async def test_a_collection_due_while_streams_arrive_waits_until_they_stop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pauses, "SETTLE", 0.05)
+    monkeypatch.setattr(pauses, "FREEZE_EVERY", 1)
+    monkeypatch.setattr(pauses, "UNFREEZE_INTERVAL", 0.0)  # always due
+    loop = asyncio.get_running_loop()
+    thresholds = gc.get_threshold()
+    cycle = _Cycle()
+    gone = weakref.ref(cycle)
+    gc.collect()
+    gc.freeze()
+    del cycle
+    try:
+        pauses.stream_arriving(loop)
+        pauses.stream_opened(loop)
+        assert gone() is not None, "held while streams arrive"
+        monkeypatch.setattr(pauses, "_held_since", time.monotonic() - pauses.MAX_HOLD)
+        pauses.stream_opened(loop)
+        assert gone() is None, "held no longer than MAX_HOLD"
+        cycle = _Cycle()
+        gone = weakref.ref(cycle)
+        gc.collect()
+        gc.freeze()
+        del cycle
+        pauses.stream_arriving(loop)
+        monkeypatch.setattr(pauses, "_held_since", time.monotonic())
+        pauses.stream_opened(loop)
+        assert gone() is not None
+        await asyncio.sleep(0.1)
+        assert gone() is None, "collected once streams stopped arriving"
+    finally:
+        gc.set_threshold(*thresholds)

@@ -46,6 +46,22 @@ async def test_a_ticket_opens_one_stream_once(
         assert again.json()["error"]["code"] == "ticket_invalid"
 
 
+async def test_a_request_refused_before_its_authorization_spends_no_ticket(
+    make_stack: MakeStack, make_user: MakeUser, make_session: MakeSession
+) -> None:
+    base_url = make_stack("memory").base_url
+    user, token = make_user()
+    sid = make_session(user).session_id
+    ticket = _ticket(base_url, token, sid).json()["ticket"]
+    async with open_stream(_events(base_url, sid, ticket) + "&last_event_id=soon") as refused:
+        assert refused.status_code == 400
+        await refused.read()
+        assert refused.json()["error"]["code"] == "invalid_last_event_id"
+    async with open_stream(_events(base_url, sid, ticket)) as stream:
+        assert stream.status_code == 200
+        await until_connected(stream)
+
+
 async def test_a_ticket_is_refused_late_or_for_another_session(
     make_stack: MakeStack, make_user: MakeUser, make_session: MakeSession
 ) -> None:

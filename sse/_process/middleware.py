@@ -25,13 +25,18 @@ Any other middleware (async-capable classes such as django-cors-headers',
 function middleware) stays where it is in the chain and is called as Django
 calls it.  A project with a middleware that can only run sync keeps
 Django's own chain.
+
+An async view may name sync work it starts with (``view_prelude``: the
+event stream's authorization queries); it runs in the hop of the last
+``process_view`` methods, so a stream's open takes one hop to a thread
+fewer.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
@@ -44,6 +49,7 @@ from django.utils.module_loading import import_string
 
 from .threads import on_request_thread
 
+R = TypeVar("R")
 AsyncHandler = Callable[[HttpRequest], Awaitable[HttpResponseBase]]
 ViewMethod = Callable[..., Any]
 
@@ -121,22 +127,60 @@ class MixinRun:
 
 
 class ViewMethods:
-    """Neighbouring sync ``process_view`` methods, in one hop."""
+    """Neighbouring sync ``process_view`` methods, in one hop.  The last
+    ones before the view also run the view's prelude (``view_prelude``)."""
 
-    def __init__(self, methods: list[ViewMethod]) -> None:
+    def __init__(self, methods: list[ViewMethod], last: bool = False) -> None:
         self.methods = methods
+        self.last = last
         self._run = on_request_thread(self.run)
 
     async def __call__(self, *args: Any) -> HttpResponseBase | None:
         response: HttpResponseBase | None = await self._run(*args)
         return response
 
-    def run(self, *args: Any) -> HttpResponseBase | None:
+    def run(
+        self, request: HttpRequest, view: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> HttpResponseBase | None:
         for method in self.methods:
-            response: HttpResponseBase | None = method(*args)
+            response: HttpResponseBase | None = method(request, view, args, kwargs)
             if response is not None:
                 return response
+        prelude = getattr(view, "sse_prelude", None) if self.last else None
+        if prelude is not None:
+            try:
+                outcome: tuple[Any, Exception | None] = (prelude(request, *args, **kwargs), None)
+            except Exception as exc:
+                outcome = (None, exc)
+            request._sse_prelude = outcome  # type: ignore[attr-defined]
         return None
+
+
+def view_prelude(view: Callable[..., Any]) -> Callable[[Callable[..., R]], Callable[..., R]]:
+    """Register the decorated sync function as ``view``'s prelude: the sync
+    work an async view starts with (its authorization queries).  Under
+    ``sse.asgi`` it runs on the request's thread in the hop of the last
+    ``process_view`` methods, with the view's arguments, and the view takes
+    its outcome with ``took_prelude``; anywhere else it does not run, and
+    the view does that work itself."""
+
+    def register(prelude: Callable[..., R]) -> Callable[..., R]:
+        view.sse_prelude = prelude  # type: ignore[attr-defined]
+        return prelude
+
+    return register
+
+
+def took_prelude(request: HttpRequest) -> Any:
+    """What the view's prelude returned for this request (raising what it
+    raised), or None if it did not run."""
+    outcome = request.__dict__.pop("_sse_prelude", None)
+    if outcome is None:
+        return None
+    value, exc = outcome
+    if exc is not None:
+        raise exc
+    return value
 
 
 def load_grouped(handler: BaseHandler) -> bool:
@@ -156,11 +200,13 @@ def load_grouped(handler: BaseHandler) -> bool:
     # The handler below the next middleware: async all the way down.
     chain: Any = convert_exception_to_response(handler._get_response_async)  # type: ignore[attr-defined]
     run: list[MiddlewareMixin] = []  # plain middleware waiting to be grouped, outermost first
+    outermost: Any = None
 
     def close_run() -> None:
-        nonlocal chain, run
+        nonlocal chain, run, outermost
         if run:
-            chain = convert_exception_to_response(MixinRun(run, chain))
+            outermost = MixinRun(run, chain)
+            chain = convert_exception_to_response(outermost)
             run = []
 
     for path, cls in reversed(classes):
@@ -184,6 +230,7 @@ def load_grouped(handler: BaseHandler) -> bool:
         if plain:
             run.insert(0, instance)
         else:
+            outermost = instance
             chain = convert_exception_to_response(instance)
     close_run()
 
@@ -198,12 +245,14 @@ def load_grouped(handler: BaseHandler) -> bool:
         else:
             pending.append(method)
     if pending:
-        grouped.append(ViewMethods(pending))
+        grouped.append(ViewMethods(pending, last=True))
 
     handler._view_middleware = grouped  # type: ignore[attr-defined]
     handler._template_response_middleware = template_methods  # type: ignore[attr-defined]
     handler._exception_middleware = exception_methods  # type: ignore[attr-defined]
     handler._middleware_chain = chain  # type: ignore[attr-defined]
+    # Whether every request's first sync code runs in a hop of ours.
+    handler._sse_hops_first = isinstance(outermost, MixinRun) and bool(outermost.requests)  # type: ignore[attr-defined]
     return True
 
 

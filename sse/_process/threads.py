@@ -4,14 +4,16 @@ one fixed set of threads, without tying up a thread per stream.
 The threads the apps use, and why each exists:
 
 - these workers (``THREADS``, as many as the loop's default executor would
-  have): a stream makes two blocking calls when it opens (its authorisation
-  query, its backlog query) and a reconnect storm opens thousands at once;
+  have): a stream makes up to two blocking calls when it opens (its
+  authorisation query, unless ``sse.asgi`` ran it on the request's thread;
+  its backlog query) and a reconnect storm opens thousands at once;
   a call here is one queue put and one ``call_soon_threadsafe``, where
   asgiref's ``sync_to_async`` costs several futures and a context switch
   dance per call.
 - ``sse.asgi``'s fixed set of request threads (optional, the host's
-  choice): Django starts a thread per request otherwise (bench/RESULTS.md,
-  third run: a storm of 2,000 reconnects took a third longer).  They are
+  choice; 4 unless it says otherwise): Django starts a thread per request
+  otherwise (bench/RESULTS.md, third run: a storm of 2,000 reconnects took
+  a third longer).  They are
   ``Workers`` of one thread each, so the apps' own hops to them
   (``request_thread_call``) skip asgiref's executor machinery.
 - the loop's default executor: publishing from async code
@@ -179,6 +181,45 @@ def release_request_thread() -> None:
         executor.shutdown(wait=False)
 
 
+# Sync calls a request owes its thread: made there first thing in the
+# request's next ``request_thread_call``, in the same hop (``sse.asgi``
+# defers the ``request_started`` receivers to the middleware's first hop).
+_owed: contextvars.ContextVar[list[Callable[[], Any]] | None] = contextvars.ContextVar(
+    "sse_owed_to_request_thread", default=None
+)
+
+
+def owe_request_thread(call: Callable[[], Any]) -> None:
+    """Make ``call()`` on the request's thread before the function of the
+    next ``request_thread_call`` of this context (and of the tasks it starts
+    from now on), in the same hop."""
+    owed = _owed.get()
+    if owed is None:
+        _owed.set([call])
+    else:
+        owed.append(call)
+
+
+def owes_request_thread() -> bool:
+    return bool(_owed.get())
+
+
+def _pay_owed(func: Callable[P, R]) -> Callable[P, R]:
+    """``func``, preceded by what the request owes its thread, if anything."""
+    owed = _owed.get()
+    if not owed:
+        return func
+    calls = owed[:]
+    owed.clear()
+
+    def paid(*args: P.args, **kwargs: P.kwargs) -> R:
+        for call in calls:
+            call()
+        return func(*args, **kwargs)
+
+    return paid
+
+
 def on_request_thread(func: Callable[P, R]) -> Callable[P, Awaitable[R]]:
     """``func`` as a coroutine function whose calls are ``request_thread_call``'s."""
 
@@ -196,11 +237,13 @@ async def request_thread_call(func: Callable[P, R], /, *args: P.args, **kwargs: 
     When that thread is one of ``sse.asgi``'s (``Workers``), the call is one
     queue put instead of asgiref's executor future, its asyncio wrapper and
     a shield: 64 µs of CPU a call instead of 133 (a no-op, uvloop, one
-    core), and a stream makes five such calls (its request's start, the
-    middleware's three, its end).  What asgiref sets up for the thread is set
+    core), and a stream makes four such calls (the middleware's three, the
+    first with its request's start and the second with its authorisation;
+    its end).  What asgiref sets up for the thread is set
     up the same way, so an ``async_to_sync`` in ``func`` runs its coroutine
     on the caller's loop, as it would there.  Anywhere else, asgiref's.
     """
+    func = _pay_owed(func)
     workers = _request_workers()
     if workers is None:
         return await sync_to_async(func, thread_sensitive=True)(*args, **kwargs)
