@@ -178,3 +178,32 @@ async def test_a_collection_due_while_streams_arrive_waits_until_they_stop(
         assert gone() is None, "collected once streams stopped arriving"
     finally:
         gc.set_threshold(*thresholds)
+
+
+async def test_a_storm_freezes_young_objects_as_they_are(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pauses, "SETTLE", 0.05)
+    monkeypatch.setattr(pauses, "FREEZE_EVERY", 1)
+    monkeypatch.setattr(pauses, "UNFREEZE_INTERVAL", 3600.0)
+    monkeypatch.setattr(pauses, "_last_unfreeze", time.monotonic())
+    monkeypatch.setattr(pauses, "_closed_since_unfreeze", 0)
+    monkeypatch.setattr(pauses, "_open", 0)
+    loop = asyncio.get_running_loop()
+    gc.collect()
+    cycle = _Cycle()
+    gone = weakref.ref(cycle)
+    del cycle  # garbage, in the young generation
+    pauses.stream_opened(loop)  # no storm: the young generations are collected first
+    assert gone() is None
+    cycle = _Cycle()
+    gone = weakref.ref(cycle)
+    del cycle
+    pauses.stream_arriving(loop)  # a storm: frozen as it is
+    pauses.stream_opened(loop)
+    assert gone() is not None
+    monkeypatch.setattr(pauses, "UNFREEZE_AFTER_CLOSED", 1)
+    pauses.stream_closed()
+    pauses.stream_closed()  # both closed: a full collection is due, once streams stop arriving
+    await asyncio.sleep(0.1)
+    assert gone() is None
