@@ -19,6 +19,11 @@ def _unfrozen(monkeypatch: pytest.MonkeyPatch) -> object:
     gc.set_threshold(*thresholds)
     monkeypatch.setattr(pauses, "_scheduled", {})
     monkeypatch.setattr(pauses, "_held", None)
+    # Counted afresh: no earlier test's streams, a full collection just made.
+    monkeypatch.setattr(pauses, "_last_unfreeze", time.monotonic())
+    monkeypatch.setattr(pauses, "_open", 0)
+    monkeypatch.setattr(pauses, "_closed_since_unfreeze", 0)
+    monkeypatch.setattr(pauses, "_opened_since_freeze", 0)
     gc.unfreeze()
     yield
     gc.unfreeze()
@@ -46,16 +51,20 @@ class _Cycle:
         self.me = self
 
 
-async def test_frozen_garbage_is_reclaimed_periodically(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pauses, "SETTLE", 0.01)
-    monkeypatch.setattr(pauses, "UNFREEZE_INTERVAL", 3600.0)
-    monkeypatch.setattr(pauses, "_last_unfreeze", time.monotonic())
-    loop = asyncio.get_running_loop()
+def _frozen_garbage() -> weakref.ref[_Cycle]:
+    """Garbage frozen while its stream was open (the stream closed since)."""
     cycle = _Cycle()
     gone = weakref.ref(cycle)
     gc.collect()
-    gc.freeze()  # frozen while its stream was open
-    del cycle  # the stream closed
+    gc.freeze()
+    return gone
+
+
+async def test_frozen_garbage_is_reclaimed_periodically(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pauses, "SETTLE", 0.01)
+    monkeypatch.setattr(pauses, "UNFREEZE_INTERVAL", 3600.0)
+    loop = asyncio.get_running_loop()
+    gone = _frozen_garbage()
     pauses.stream_opened(loop)
     await asyncio.sleep(0.05)
     assert gone() is not None, "frozen: no collection sees it"
@@ -68,7 +77,6 @@ async def test_frozen_garbage_is_reclaimed_periodically(monkeypatch: pytest.Monk
 
 async def test_a_storm_of_opens_freezes_every_few_hundred(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pauses, "FREEZE_EVERY", 5)
-    monkeypatch.setattr(pauses, "_opened_since_freeze", 0)
     loop = asyncio.get_running_loop()
     for _ in range(4):
         pauses.stream_opened(loop)
@@ -84,18 +92,11 @@ async def test_frozen_garbage_is_reclaimed_once_as_many_streams_closed_as_are_op
     monkeypatch.setattr(pauses, "SETTLE", 0.01)
     monkeypatch.setattr(pauses, "UNFREEZE_INTERVAL", 3600.0)
     monkeypatch.setattr(pauses, "UNFREEZE_AFTER_CLOSED", 3)
-    monkeypatch.setattr(pauses, "_last_unfreeze", time.monotonic())
-    monkeypatch.setattr(pauses, "_open", 0)
-    monkeypatch.setattr(pauses, "_closed_since_unfreeze", 0)
     loop = asyncio.get_running_loop()
     for _ in range(9):
         pauses.stream_opened(loop)
     await asyncio.sleep(0.05)
-    cycle = _Cycle()
-    gone = weakref.ref(cycle)
-    gc.collect()
-    gc.freeze()
-    del cycle
+    gone = _frozen_garbage()
     for _ in range(3):  # 3 closed, 7 open: it stays frozen
         pauses.stream_closed()
     pauses.stream_opened(loop)
@@ -152,32 +153,20 @@ async def test_a_collection_due_while_streams_arrive_waits_until_they_stop(
     monkeypatch.setattr(pauses, "FREEZE_EVERY", 1)
     monkeypatch.setattr(pauses, "UNFREEZE_INTERVAL", 0.0)  # always due
     loop = asyncio.get_running_loop()
-    thresholds = gc.get_threshold()
-    cycle = _Cycle()
-    gone = weakref.ref(cycle)
-    gc.collect()
-    gc.freeze()
-    del cycle
-    try:
-        pauses.stream_arriving(loop)
-        pauses.stream_opened(loop)
-        assert gone() is not None, "held while streams arrive"
-        monkeypatch.setattr(pauses, "_held_since", time.monotonic() - pauses.MAX_HOLD)
-        pauses.stream_opened(loop)
-        assert gone() is None, "held no longer than MAX_HOLD"
-        cycle = _Cycle()
-        gone = weakref.ref(cycle)
-        gc.collect()
-        gc.freeze()
-        del cycle
-        pauses.stream_arriving(loop)
-        monkeypatch.setattr(pauses, "_held_since", time.monotonic())
-        pauses.stream_opened(loop)
-        assert gone() is not None
-        await asyncio.sleep(0.1)
-        assert gone() is None, "collected once streams stopped arriving"
-    finally:
-        gc.set_threshold(*thresholds)
+    gone = _frozen_garbage()
+    pauses.stream_arriving(loop)
+    pauses.stream_opened(loop)
+    assert gone() is not None, "held while streams arrive"
+    monkeypatch.setattr(pauses, "_held_since", time.monotonic() - pauses.MAX_HOLD)
+    pauses.stream_opened(loop)
+    assert gone() is None, "held no longer than MAX_HOLD"
+    gone = _frozen_garbage()
+    pauses.stream_arriving(loop)
+    monkeypatch.setattr(pauses, "_held_since", time.monotonic())
+    pauses.stream_opened(loop)
+    assert gone() is not None
+    await asyncio.sleep(0.1)
+    assert gone() is None, "collected once streams stopped arriving"
 
 
 async def test_a_storm_freezes_young_objects_as_they_are(
@@ -186,9 +175,6 @@ async def test_a_storm_freezes_young_objects_as_they_are(
     monkeypatch.setattr(pauses, "SETTLE", 0.05)
     monkeypatch.setattr(pauses, "FREEZE_EVERY", 1)
     monkeypatch.setattr(pauses, "UNFREEZE_INTERVAL", 3600.0)
-    monkeypatch.setattr(pauses, "_last_unfreeze", time.monotonic())
-    monkeypatch.setattr(pauses, "_closed_since_unfreeze", 0)
-    monkeypatch.setattr(pauses, "_open", 0)
     loop = asyncio.get_running_loop()
     gc.collect()
     cycle = _Cycle()
