@@ -25,9 +25,9 @@ instance serves its own requests).  That saves 0.7 ms of CPU per request on
 a 2 GHz core.  A project with a middleware that cannot run sync keeps
 Django's path for those requests.  Two more hops are shared: the
 ``request_started`` receivers (when all are sync) run first in the request's
-first hop when that hop is ours (the outermost middleware is grouped, or
-the view is sync), and an event stream's authorisation runs in the hop of
-the ``process_view`` methods (``view_prelude``).
+first hop when that hop is ours (the outermost middleware is grouped), and
+an event stream's authorisation runs in the hop of the ``process_view``
+methods (``view_prelude``).
 
 Each request runs in two tasks where Django's handler has three: the
 request's own (middleware, view, response) and the one that called the
@@ -185,9 +185,10 @@ class ASGIHandler(_ResolvedOnce, DjangoASGIHandler):
     def _deferred_start(self, scope: dict[str, Any]) -> Callable[[], None] | None:
         """The ``request_started`` receivers as one call for the request's
         first hop, when they are all sync and that hop is one of ours (the
-        outermost middleware is grouped, or the view is sync): Django sends
-        the signal before the middleware, and so does that hop, one hop to
-        the thread fewer.  None: send it now."""
+        outermost middleware is grouped, with a ``process_request``; the
+        sync views' chain hops first too): Django sends the signal before
+        the middleware, and so does that hop, one hop to the thread fewer.
+        None: send it now."""
         signal = signals.request_started
         if not self._hops_first or not signal.receivers:
             return None
