@@ -17,7 +17,7 @@ def _unfrozen(monkeypatch: pytest.MonkeyPatch) -> object:
     # As they were before a stream of an earlier test (its loop closed since).
     thresholds = pauses._held or gc.get_threshold()
     gc.set_threshold(*thresholds)
-    monkeypatch.setattr(pauses, "_scheduled", {})
+    monkeypatch.setattr(pauses, "_arrived", {})
     monkeypatch.setattr(pauses, "_held", None)
     # Counted afresh: no earlier test's streams, a full collection just made.
     monkeypatch.setattr(pauses, "_last_unfreeze", time.monotonic())

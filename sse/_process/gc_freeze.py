@@ -53,7 +53,9 @@ HELD_THRESHOLD = 1 << 30
 # arriving: under steady churn they never stop.
 MAX_HOLD = 30.0
 
-_scheduled: dict[asyncio.AbstractEventLoop, asyncio.TimerHandle] = {}
+# Per event loop taking streams: when its latest one arrived (loop time).
+# One timer a loop settles it, SETTLE seconds after that.
+_arrived: dict[asyncio.AbstractEventLoop, float] = {}
 _opened_since_freeze = 0
 _last_unfreeze = time.monotonic()
 # Streams counted by stream_opened / stream_closed.
@@ -93,18 +95,26 @@ def stream_opened(loop: asyncio.AbstractEventLoop) -> None:
 
 
 def _settle_later(loop: asyncio.AbstractEventLoop) -> None:
-    handle = _scheduled.pop(loop, None)
-    if handle is not None:
-        handle.cancel()
-    _scheduled[loop] = loop.call_later(SETTLE, _settled, loop)
+    """Settle SETTLE seconds after this arrival: a dict store per stream,
+    the timer set again only when it rings early."""
+    if loop not in _arrived:
+        loop.call_later(SETTLE, _settled, loop)
+    _arrived[loop] = loop.time()
 
 
 def _settled(loop: asyncio.AbstractEventLoop) -> None:
     """Streams stopped arriving: the collector has its thresholds back, and
     what the streams left is frozen (or, when due, everything collected)."""
     global _held
-    _scheduled.pop(loop, None)
-    if any(not other.is_closed() for other in _scheduled):
+    arrived = _arrived.get(loop)
+    if arrived is None:
+        return
+    wait = arrived + SETTLE - loop.time()
+    if wait > 0:  # streams arrived since the timer was set
+        loop.call_later(wait, _settled, loop)
+        return
+    del _arrived[loop]
+    if any(not other.is_closed() for other in _arrived):
         return  # streams still arrive on another loop: its timer settles
     if _held is not None:
         gc.set_threshold(*_held)
