@@ -493,7 +493,11 @@ class Bench:
             "JWT_ACCESS_SECONDS": str(6 * 3600),
             "PYTHONPATH": str(ROOT),
             **(
-                {"BENCH_PATCHES": self.args.patches, "BENCH_GC_LOG": str(self.work / "gc.jsonl")}
+                {
+                    "BENCH_PATCHES": self.args.patches,
+                    "BENCH_GC_LOG": str(self.work / "gc.jsonl"),
+                    "BENCH_STALL_LOG": str(self.work / "stalls.jsonl"),
+                }
                 if self.args.patches
                 else {}
             ),
@@ -1196,14 +1200,15 @@ def ratios(results: list[dict[str, Any]]) -> list[str]:
             ]
         )
 
+    rates = sorted({r["rate"] for r in results if r["scenario"] == "rate" and "rate" in r})
     out = ["ratios ours-uvicorn / peer (targets: cpu <= 0.5, memory <= 0.9 of sse-starlette)"]
     for peer in ("sse-starlette", "django-eventstream"):
-        for rate in sorted({r["rate"] for r in results if r["scenario"] == "rate"}):
+        for rate in rates:
             a = med("ours-uvicorn", "rate", "cpu_s_per_1k", rate=rate)
             b = med(peer, "rate", "cpu_s_per_1k", rate=rate)
             if a and b:
                 out.append(f"  cpu/event @ {int(rate)}/s  vs {peer}: {a / b:.2f}")
-        for n in sorted({r["n"] for r in results if r["scenario"] == "idle"}):
+        for n in sorted({r["n"] for r in results if r["scenario"] == "idle" and "n" in r}):
             a = med("ours-uvicorn", "idle", "kb_per_conn", n=n)
             b = med(peer, "idle", "kb_per_conn", n=n)
             if a and b:
@@ -1220,7 +1225,7 @@ def ratios(results: list[dict[str, Any]]) -> list[str]:
             f"  highest sustained delivery rate (max scenario): {a / b:.2f} (goal >= 0.8;"
             f" ours limited by {limits.get('ours-uvicorn')}, the floor by {limits.get('floor')})"
         )
-    for rate in sorted({r["rate"] for r in results if r["scenario"] == "rate"}):
+    for rate in rates:
         a = med("ours-uvicorn", "rate", "cpu_s_per_1k", rate=rate)
         b = med("floor", "rate", "cpu_s_per_1k", rate=rate)
         if a and b:
@@ -1228,7 +1233,7 @@ def ratios(results: list[dict[str, Any]]) -> list[str]:
     if floor:
         out += ["ratios ours-uvicorn / floor (the ceiling of a Python server here)", *floor]
     cluster = []
-    for rate in sorted({r["rate"] for r in results if r["scenario"] == "rate"}):
+    for rate in rates:
         a = med("ours-uvicorn-cluster", "rate", "cpu_s_per_1k", rate=rate)
         b = med("ours-uvicorn", "rate", "cpu_s_per_1k", rate=rate)
         if a and b:
@@ -1278,7 +1283,7 @@ def main() -> None:
     parser.add_argument(
         "--patches",
         default="",
-        help="instrumentation of our server (bench/patches): gcstats",
+        help="instrumentation of our server (bench/patches): gcstats, stalls",
     )
     parser.add_argument(
         "--profile",
