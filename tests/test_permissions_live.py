@@ -340,7 +340,12 @@ async def test_agent_stopped_cancels(
         agent = start_agent(sid, timeout=60)
         asked = (await receive(stream, "permission_request"))[-1].json()["data"]
         agent.send_signal(sig)
-        cleared = (await receive(stream, "permission_cleared"))[-1].json()["data"]
+        try:
+            cleared = (await receive(stream, "permission_cleared"))[-1].json()["data"]
+        except TimeoutError as exc:
+            agent.kill()
+            _, printed = await asyncio.to_thread(agent.communicate, timeout=30)
+            raise AssertionError(f"no permission_cleared; the agent printed:\n{printed}") from exc
         await asyncio.to_thread(agent.communicate, timeout=30)
     assert agent.returncode != 0
     assert cleared == {
