@@ -78,6 +78,9 @@ def start_agent(redis_server: RedisServer) -> Iterator[StartAgent]:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            # Ctrl-C as at a terminal, even when the suite itself runs as a
+            # background job (whose children inherit SIGINT ignored).
+            preexec_fn=_interruptible,
         )
         started.append(proc)
         return proc
@@ -87,6 +90,10 @@ def start_agent(redis_server: RedisServer) -> Iterator[StartAgent]:
         if proc.poll() is None:
             proc.kill()
         proc.communicate()
+
+
+def _interruptible() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 async def decision_of(agent: subprocess.Popen[str], timeout: float = 30) -> dict[str, Any]:
