@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +48,7 @@ def gc_stats(path: str) -> None:
             started[0] = time.perf_counter_ns()
             if info.get("generation") == 2:
                 # Who started it: gc.collect() or an allocation (the collector's own)
-                frames = traceback.extract_stack()[-6:-1]
-                by[0] = " > ".join(f"{Path(f.filename).name}:{f.lineno}:{f.name}" for f in frames)
+                by[0] = _stack_line(traceback.extract_stack()[-6:-1])
             return
         if info.get("generation") != 2:
             young[f"gen{info.get('generation')}"] += 1
@@ -75,6 +75,11 @@ def gc_stats(path: str) -> None:
     gc.callbacks.append(callback)
 
 
+def _stack_line(frames: Iterable[traceback.FrameSummary]) -> str:
+    """``file:line:function`` of each frame, outermost first."""
+    return " > ".join(f"{Path(f.filename).name}:{f.lineno}:{f.name}" for f in frames)
+
+
 STALL_MS = 10.0
 TICK_S = 0.002
 
@@ -94,8 +99,7 @@ def watch_stalls(loop: asyncio.AbstractEventLoop, path: str) -> None:
         frame = sys._current_frames().get(ident)
         if frame is None:
             return "?"
-        stack = traceback.extract_stack(frame)[-12:]
-        return " > ".join(f"{Path(f.filename).name}:{f.lineno}:{f.name}" for f in stack)
+        return _stack_line(traceback.extract_stack(frame)[-12:])
 
     def watch() -> None:
         while True:
