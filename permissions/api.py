@@ -20,6 +20,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from sse import (
+    StreamSession,
     Subscription,
     database_sync_to_async,
     first_row,
@@ -27,7 +28,6 @@ from sse import (
     subscribe,
     update_rows,
 )
-from sse.models import StreamSession
 
 from . import metrics, policies, rules
 from ._loop import run_blocking

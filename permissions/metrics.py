@@ -20,7 +20,7 @@ from django.utils import timezone
 from prometheus_client import Counter, Histogram
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
-from sse.metrics import add_collector
+from sse import add_metrics_collector
 
 logger = logging.getLogger(__name__)
 
@@ -84,4 +84,4 @@ class PendingCollector:
         )
 
 
-add_collector(PendingCollector())
+add_metrics_collector(PendingCollector())

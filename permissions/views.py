@@ -14,8 +14,14 @@ from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from sse import AppAPIView, api_errors, documented, first_row, readable_session
-from sse.errors import api_exception_error
+from sse import (
+    AppAPIView,
+    api_errors,
+    api_exception_error,
+    documented,
+    first_row,
+    readable_session,
+)
 
 from .announce import announce
 from .conf import conf

@@ -8,8 +8,10 @@ exports is the app's API; the underscored packages are its internals:
   planner and the fan-out of events to the streams of this process;
 - ``sse._transport``: the brokers (in-process or Redis) that carry events
   between processes;
-- ``sse._process``: what touches the whole process: threads for ORM work,
-  garbage-collector freezing, shutdown.
+- ``sse._process``: the glue to the process and the server: the ASGI
+  handler behind ``sse.asgi``, the grouped middleware, threads for ORM
+  work, garbage-collector freezing, shutdown, the log filter behind
+  ``sse.logging``.
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ if TYPE_CHECKING:
     from ._process.threads import database_sync_to_async
     from ._stream.backlog import BacklogMessage
     from ._stream.backlog import register as register_backlog
-    from .errors import error_body
+    from .errors import api_exception_error, error_body
+    from .metrics import add_metrics_collector
+    from .models import StreamSession
     from .rows import first_row, row_exists, select_rows, update_rows
     from .sessions import (
         SessionTaken,
@@ -58,9 +62,12 @@ __all__ = [
     "SessionIdField",
     "SessionNotFound",
     "SessionTaken",
+    "StreamSession",
     "Subscription",
     "TooManyConnections",
+    "add_metrics_collector",
     "api_errors",
+    "api_exception_error",
     "broker_backend",
     "can_read",
     "database_sync_to_async",
@@ -88,6 +95,9 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "BacklogMessage": ("sse._stream.backlog", "BacklogMessage"),
     "register_backlog": ("sse._stream.backlog", "register"),
     "error_body": ("sse.errors", "error_body"),
+    "api_exception_error": ("sse.errors", "api_exception_error"),
+    "add_metrics_collector": ("sse.metrics", "add_metrics_collector"),
+    "StreamSession": ("sse.models", "StreamSession"),
     "SessionIdField": ("sse._http.fields", "SessionIdField"),
     "SessionTaken": ("sse.sessions", "SessionTaken"),
     "can_read": ("sse.sessions", "can_read"),

@@ -14,7 +14,7 @@ uvicorn has no hook that would say a worker died).  Without the variable the
 figures are the answering process's own: right for one process.
 
 Figures every process sees alike (is the broker answering, approvals pending
-in the database) are read when a scrape asks (``add_collector``).
+in the database) are read when a scrape asks (``add_metrics_collector``).
 
 Per-event counts stay off the hot path: the streams add plain ints
 (``sse._stream.tally``), brought to the counters once a second per serving
@@ -90,7 +90,7 @@ _ticking: asyncio.AbstractEventLoop | None = None
 _collectors: list[Collector] = []
 
 
-def add_collector(collector: Collector) -> None:
+def add_metrics_collector(collector: Collector) -> None:
     """Read ``collector`` at every scrape, in the process that answers it:
     for figures that are the same whichever process reads them (the
     database, the broker).  It needs a ``describe()``, so that registering
@@ -207,4 +207,4 @@ class BrokerCollector:
         )
 
 
-add_collector(BrokerCollector())
+add_metrics_collector(BrokerCollector())
