@@ -13,10 +13,11 @@ class SseConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks, logging
+        from . import checks
+        from ._process import log_masking
 
         checks.register()
-        logging.install()
+        log_masking.install()
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:

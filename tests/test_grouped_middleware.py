@@ -25,8 +25,8 @@ from django.urls import URLResolver, path
 from django.utils.deprecation import MiddlewareMixin
 
 import sse._process.middleware
-import sse.asgi
 from agent_backend.settings import MIDDLEWARE  # Django's default stack
+from sse._process import asgi as handler_module
 from sse._process.middleware import is_plain_mixin
 from sse._process.threads import Workers, on_request_thread
 from sse.asgi import ASGIHandler
@@ -258,7 +258,7 @@ async def test_a_sync_views_middleware_and_view_take_one_hop(
         return real(hop)
 
     # Every hop the handler and the middleware chains take, as they are built.
-    monkeypatch.setattr(sse.asgi, "on_request_thread", counted)
+    monkeypatch.setattr(handler_module, "on_request_thread", counted)
     monkeypatch.setattr(sse._process.middleware, "on_request_thread", counted)
     await _run(ASGIHandler, _mw("A", "B", "C"), "/probe-sync/")
     assert hops == ["BaseHandler.get_response"]

@@ -68,15 +68,15 @@ from django.http.response import ResponseHeaders
 from django.urls import NoReverseMatch, Resolver404, ResolverMatch, get_resolver, set_script_prefix
 from django.utils.module_loading import import_string
 
-from ._process import gc_freeze
-from ._process.threads import (
+from ..conf import conf
+from . import gc_freeze
+from .threads import (
     Workers,
     on_request_thread,
     owe_request_thread,
     owes_request_thread,
     request_thread_call,
 )
-from .conf import conf
 
 # Threads for the requests' sync code.  Fewer threads contend less for the
 # GIL: a reconnect storm of 3,000 opens cost 1.0-1.2 ms of CPU per open on 4
@@ -115,7 +115,7 @@ class ASGIHandler(_ResolvedOnce, DjangoASGIHandler):
         self._hops_first: bool = getattr(self, "_sse_hops_first", False)
 
     def load_middleware(self, is_async: bool = False) -> None:
-        from ._process.middleware import load_grouped
+        from .middleware import load_grouped
 
         if not (is_async and load_grouped(self)):
             super().load_middleware(is_async)
@@ -234,7 +234,7 @@ class ASGIHandler(_ResolvedOnce, DjangoASGIHandler):
 
     async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
         if request.path.startswith(self._prefix()):
-            from ._http.hosts import refuse_disallowed_host  # imports DRF: after setup
+            from .._http.hosts import refuse_disallowed_host  # imports DRF: after setup
 
             refused = refuse_disallowed_host(request)
             if refused is not None:
@@ -248,7 +248,7 @@ class ASGIHandler(_ResolvedOnce, DjangoASGIHandler):
     def _prefix(self) -> str:
         """Where the project mounted the apps' ``sse/`` URLs."""
         if self._apps_prefix is None:
-            from .urls import api_base
+            from ..urls import api_base
 
             try:
                 self._apps_prefix = api_base() + "/sse/"

@@ -19,10 +19,16 @@ The threads the apps use, and why each exists:
 - the loop's default executor: publishing from async code
   (``notifier.asend``) runs the sync Redis client there, because redis-py's
   asyncio pool fails the first command after a Redis restart and a publish
-  must not be retried.
+  must not be retried; under Sentinel, the listener asks the sentinels for
+  the primary there too (redis-py's ``discover_master`` is sync), once per
+  connection.
 - ``permissions``' waiting loop: sync callers of ``request_permission``
   (Celery tasks, commands) wait on one event loop per process instead of
   one per call, so the broker keeps one listener for all of them.
+- ``permissions``' resender (``permissions-resend``, one thread, started on
+  the first refused publish): a decision whose ``permission_cleared`` the
+  broker refused is published again from there until it is accepted, off
+  the request that decided it.
 """
 
 from __future__ import annotations
