@@ -1,10 +1,11 @@
 """The replay planner alone: what a client at some position must be sent,
-given what the session buffer holds.  No broker, no Redis."""
+given what the session buffer holds, whether it opens a stream or its
+open stream's process lost the broker for a while.  No broker, no Redis."""
 
 from __future__ import annotations
 
 from sse._stream.events import ZERO, Event, EventKey, render
-from sse._stream.replay import BufferRead, Gap, plan_replay
+from sse._stream.replay import BufferRead, Gap, plan_catch_up, plan_replay
 
 
 def _event(ms: int, seq: int = 0) -> Event:
@@ -125,3 +126,44 @@ def test_before_a_new_primary_stored_any_event_every_client_gets_a_gap() -> None
     read.moved = True
     assert plan_replay(read, (20, 0)).gap == Gap("20-0", None)
     assert plan_replay(read, None).gap is None  # a fresh client is owed nothing
+
+
+# -- open streams catching up after the broker connection came back ---------------
+
+
+def test_an_open_stream_gets_what_was_published_meanwhile() -> None:
+    replay = plan_catch_up(_buffer((10,), (20,), (30,), after=(10,)), (10, 0), replicated=False)
+    assert not replay.resync
+    assert [event.key for event in replay.events] == [(20, 0), (30, 0)]
+    assert replay.position == (30, 0)
+
+
+def test_an_open_stream_whose_events_were_trimmed_resyncs() -> None:
+    read = _buffer((30,), (40,), trimmed=(20, 0), after=(10,))
+    replay = plan_catch_up(read, (10, 0), replicated=False)
+    assert replay.resync
+    assert replay.gap == Gap("10-0", "30-0")
+
+
+def test_an_open_stream_ahead_of_a_reset_buffer_resyncs_without_a_second_read() -> None:
+    replay = plan_catch_up(_buffer((5,), after=(50,)), (50, 0), replicated=False)
+    assert replay.resync
+    assert not replay.needs_whole_buffer
+
+
+def test_an_open_stream_of_a_session_redis_forgot_carries_on() -> None:
+    # A Redis restarted without persistence: no buffer, no newest id.
+    replay = plan_catch_up(BufferRead(exists=False), (10, 0), replicated=False)
+    assert not replay.resync
+    assert replay.events == []
+
+
+def test_after_a_failover_a_forgotten_session_is_a_resync() -> None:
+    # The new primary may never have received what the old one accepted.
+    replay = plan_catch_up(BufferRead(exists=False), (10, 0), replicated=True)
+    assert replay.resync
+
+
+def test_an_open_stream_with_the_newest_event_of_an_expired_buffer_carries_on() -> None:
+    replay = plan_catch_up(BufferRead(exists=False, newest=(10, 0)), (10, 0), replicated=True)
+    assert not replay.resync

@@ -23,7 +23,7 @@ from . import leases, revocation
 from .events import ZERO, Event, EventKey
 from .loops import of_loop
 from .queue import Connection
-from .replay import BufferRead, Replay, plan_replay
+from .replay import BufferRead, Replay, plan_catch_up, plan_replay
 
 logger = logging.getLogger(__name__)
 
@@ -237,17 +237,11 @@ class StreamHub:
                 for conn in conns:
                     conn.end("resync")
             else:
-                # Redis keeps no record of the session at all (it restarted
-                # without persistence): nothing to replay, and nothing to say
-                # the streams missed anything; they carry on.  Not after a
-                # failover: the new primary may never have received any of it.
-                forgotten = not read.exists and read.newest is None and not self.broker.replicated
+                replicated = self.broker.replicated
                 for conn in conns:
-                    replay = plan_replay(read, conn.position, whole=False)
-                    resync = replay.gap is not None or replay.needs_whole_buffer
-                    if conn.counted and resync and not forgotten:
-                        # Events this stream never saw are gone: the client
-                        # reconnects, and its new stream reports the gap.
+                    replay = plan_catch_up(read, conn.position, replicated=replicated)
+                    if replay.resync and conn.counted:
+                        # The client reconnects, and its new stream reports the gap.
                         conn.end("resync")
                         continue
                     for event in replay.events:

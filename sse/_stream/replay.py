@@ -54,6 +54,9 @@ class Replay:
     gap: Gap | None
     position: EventKey
     needs_whole_buffer: bool = False
+    # For an open stream (``plan_catch_up``): events it never saw are gone,
+    # so the stream ends and its client reconnects to be told of the gap.
+    resync: bool = False
 
 
 def plan_replay(read: BufferRead, position: EventKey | None, *, whole: bool = False) -> Replay:
@@ -82,3 +85,21 @@ def plan_replay(read: BufferRead, position: EventKey | None, *, whole: bool = Fa
     if unknown or missed or fenced:
         gap = Gap(format_id(position), events[0].id if events else None)
     return Replay(events, gap, events[-1].key if events else after)
+
+
+def plan_catch_up(read: BufferRead, position: EventKey, *, replicated: bool) -> Replay:
+    """The replay for an open stream at ``position`` whose process lost its
+    broker connection for a while, given ``read``, the buffer after
+    ``position``.  An open stream cannot be sent a ``replay_gap`` in the
+    middle of its events: where a new stream would get one (or would need
+    the whole buffer to know), this one resyncs.  Except when the broker
+    keeps no record of the session at all (a Redis that restarted without
+    persistence): nothing to replay, nothing to say anything was missed, and
+    the stream carries on.  Not with a ``replicated`` broker (Sentinel,
+    Cluster): after a failover the new primary may never have received any
+    of it."""
+    replay = plan_replay(read, position)
+    forgotten = not read.exists and read.newest is None and not replicated
+    if (replay.gap is not None or replay.needs_whole_buffer) and not forgotten:
+        return Replay(replay.events, replay.gap, position, resync=True)
+    return replay
