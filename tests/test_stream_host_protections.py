@@ -5,18 +5,25 @@ protections: its middleware (security headers, CORS, compression),
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
+from rest_framework_simplejwt.tokens import AccessToken
 
 from agent_backend.settings import INSTALLED_APPS, MIDDLEWARE
 from sse._stream.events import prepare
 from sse._stream.hub import StreamHub
 from sse.testing import open_stream
 from tests.conftest import MakeSession, MakeUser, ServerFactory
-from tests.servers import RedisServer
+from tests.servers import APP, RedisServer
 from tests.streaming import Stack, collect_types, events_url, health_url, until_connected
+
+# The handler of ``sse.asgi`` (the host project's) and Django's own.
+HANDLERS = pytest.mark.parametrize(
+    "app", [APP, "tests.django_asgi:application"], ids=["sse.asgi", "django"]
+)
 
 
 def _overrides(**settings: Any) -> dict[str, str]:
@@ -85,15 +92,17 @@ def test_djangos_own_asgi_handler_refuses_a_disallowed_host_too(
 
 
 @pytest.mark.redis
+@HANDLERS
 async def test_gzip_middleware_never_compresses_a_stream(
     live_db: None,
     server_factory: ServerFactory,
     redis_server: RedisServer,
     make_user: MakeUser,
     make_session: MakeSession,
+    app: str,
 ) -> None:
     middleware = ["django.middleware.gzip.GZipMiddleware", *MIDDLEWARE]
-    server = server_factory("redis", env=_overrides(MIDDLEWARE=middleware), name="gzip")
+    server = server_factory("redis", env=_overrides(MIDDLEWARE=middleware), name="gzip", app=app)
     user, token = make_user()
     sid = make_session(user).session_id
     # The middleware is active: a page of the project is compressed.
@@ -109,11 +118,13 @@ async def test_gzip_middleware_never_compresses_a_stream(
 
 
 @pytest.mark.redis
+@HANDLERS
 async def test_django_cors_headers_answers_for_streams(
     live_db: None,
     server_factory: ServerFactory,
     make_user: MakeUser,
     make_session: MakeSession,
+    app: str,
 ) -> None:
     settings = {
         "INSTALLED_APPS": [*INSTALLED_APPS, "corsheaders"],
@@ -121,7 +132,7 @@ async def test_django_cors_headers_answers_for_streams(
         "CORS_ALLOWED_ORIGINS": ["http://app.example"],
         "CORS_ALLOW_CREDENTIALS": True,
     }
-    server = server_factory("redis", env=_overrides(**settings), name="cors")
+    server = server_factory("redis", env=_overrides(**settings), name="cors", app=app)
     user, token = make_user()
     sid = make_session(user).session_id
     url = events_url(server.base_url, sid, token)
@@ -144,10 +155,11 @@ async def test_an_asgi_middleware_wrapping_send_sees_one_task_in_the_request_con
     make_session: MakeSession,
     kind: Any,
 ) -> None:
-    """Every frame (connected, live events, heartbeats) is sent by the
-    response's own task, in the request's context, one send at a time, so
-    a ``send`` bounded by ``asyncio.timeout`` and reading a context
-    variable works (``tests/wrapped_asgi.py``)."""
+    """Every frame (connected, live events, heartbeats, the replay of a
+    reconnect, the closing ``token_expired``) is sent by the response's own
+    task, in the request's context, one send at a time, so a ``send``
+    bounded by ``asyncio.timeout`` and reading a context variable works
+    (``tests/wrapped_asgi.py``)."""
     server = server_factory(
         "redis",
         sse={"HEARTBEAT_INTERVAL": 1},
@@ -163,6 +175,15 @@ async def test_an_asgi_middleware_wrapping_send_sees_one_task_in_the_request_con
         received = await collect_types(stream, 30, timeout=10)
         assert [event.id for event in received] == ids
         await collect_types(stream, 1, type="heartbeat", timeout=5)
-        report = httpx.get(server.base_url + "/_wrapper/report", timeout=5).json()
+    missed = [publisher.publish(sid, prepare(sid, "tool_status", {"n": n})) for n in range(3)]
+    short = AccessToken.for_user(user)
+    short.set_exp(lifetime=timedelta(seconds=3))
+    url = events_url(server.base_url, sid, str(short))
+    async with open_stream(url, headers={"Last-Event-ID": ids[-1]}) as stream:
+        await until_connected(stream)
+        rest = await stream.drain(timeout=10)
+    assert [event.id for event in rest if event.id] == missed
+    assert json.loads(rest[-1].data)["type"] == "token_expired"
+    report = httpx.get(server.base_url + "/_wrapper/report", timeout=5).json()
     assert report["problems"] == []
-    assert report["body_sends"] >= 2
+    assert report["body_sends"] >= 4
