@@ -397,3 +397,38 @@ async def test_a_busy_listener_reads_events_in_batches_and_holds_none_back(
         await broker.aclose()
     if dup is not None:
         assert dup.fileno() == -1  # the duplicate descriptor is closed
+
+
+@pytest.mark.redis
+async def test_a_listener_closed_at_any_moment_of_connecting_ends(
+    redis_server: RedisServer,
+) -> None:
+    """The close of a listener can come at any turn of the loop while it
+    connects, the turn its connection completes included: the cancellation
+    must end it then too (on Python 3.11, ``asyncio.wait_for`` returns the
+    connection instead when both happen in one turn, and the listener
+    served it forever)."""
+    loop = asyncio.get_running_loop()
+
+    async def turns_to_connect() -> int:
+        broker = StreamHub(redis_server.url).broker
+        listener = broker._listener(loop)
+        turns = 0
+        while not listener.connected:
+            await asyncio.sleep(0)
+            turns += 1
+        await broker.aclose()
+        return turns
+
+    connected = sorted([await turns_to_connect() for _ in range(5)])[2]
+    for attempt in range(150):
+        turns = max(0, connected - 4 + attempt % 8)
+        broker = StreamHub(redis_server.url).broker
+        broker.start(loop)
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        try:
+            async with asyncio.timeout(5):
+                await broker.aclose()
+        except TimeoutError:
+            pytest.fail(f"the listener did not end when closed after {turns} turns of the loop")

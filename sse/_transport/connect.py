@@ -203,10 +203,17 @@ class RedisEndpoint:
 
     async def _adopt(self, protocol: RespProtocol, connection: Any, *checks: str) -> None:
         """Connect, run ``checks`` (``"ROLE"``, ``"VERSION"``), hand the socket over."""
+        task = asyncio.current_task()
+        cancels = 0 if task is None else task.cancelling()
         try:
             await connection.connect()
             for check in checks:
                 await self._check(connection, check)
+            if task is not None and task.cancelling() > cancels:
+                # redis-py writes with asyncio.wait_for, which on Python 3.11
+                # returns instead of raising when a cancellation comes in the
+                # turn its wait ends: the cancellation still stands.
+                raise asyncio.CancelledError
         except BaseException as exc:
             # Cancelled or failed mid-handshake: redis-py may still hold the socket.
             if connection._writer is not None:

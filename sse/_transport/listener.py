@@ -16,7 +16,6 @@ in batches (``_Subscriber``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import socket
@@ -93,9 +92,7 @@ class SessionListener:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task])
             self._task = None
 
     # -- subscriptions, called on the loop ---------------------------------------
@@ -104,7 +101,8 @@ class SessionListener:
         """Return once Redis has confirmed the subscription to the session."""
         try:
             if not self._connected.is_set():
-                await asyncio.wait_for(self._connected.wait(), CONNECT_TIMEOUT)
+                async with asyncio.timeout(CONNECT_TIMEOUT):
+                    await self._connected.wait()
         except TimeoutError as exc:
             raise BrokerUnavailable("Redis did not confirm the subscription") from exc
         future = self._subs.get(session_id)
@@ -147,7 +145,10 @@ class SessionListener:
         recovering = False
         while True:
             try:
-                protocol = await asyncio.wait_for(self._open(), CONNECT_TIMEOUT)
+                # Not wait_for: on Python 3.11 it returns the connection
+                # when a cancellation (close()) comes in the turn it completes.
+                async with asyncio.timeout(CONNECT_TIMEOUT):
+                    protocol = await self._open()
                 self._protocol = protocol
                 sessions = list(self._subs) if recovering else []
                 self._subs = {}
@@ -256,6 +257,20 @@ class SessionListener:
                 self._sids.pop(channel, None)
         if future is not None and not future.done():
             future.set_result(None)
+
+
+async def cancel_and_wait(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait until they have ended.  A cancellation of
+    the caller itself, meanwhile, is not taken for theirs: it is raised."""
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        try:
+            await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
 
 
 def _all_of(

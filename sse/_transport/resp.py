@@ -185,7 +185,8 @@ class Commands:
 
     async def _connect(self) -> _Pipelined:
         protocol = _Pipelined(self.loop)
-        await asyncio.wait_for(self.endpoint.open(protocol, self.address), CONNECT_TIMEOUT)
+        async with asyncio.timeout(CONNECT_TIMEOUT):  # not wait_for: see listener._run
+            await self.endpoint.open(protocol, self.address)
         protocol.on_reply = protocol.answer
         self._protocol = protocol
         return protocol

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import logging
 import random
 from collections import deque
@@ -32,7 +31,7 @@ from .._stream.events import Event, render
 from ..conf import conf
 from ..exceptions import BrokerUnavailable
 from .keys import channel as channel_of
-from .listener import FENCE, IDLE_PING, MAX_BACKOFF, _all_of, _Subscriber
+from .listener import FENCE, IDLE_PING, MAX_BACKOFF, _all_of, _Subscriber, cancel_and_wait
 from .resp import CONNECT_TIMEOUT, command
 
 if TYPE_CHECKING:
@@ -173,13 +172,7 @@ class ShardedListener:
     async def close(self) -> None:
         self._closed = True
         tasks = [self._task, self._mover, *(shard.task for shard in self._shards.values())]
-        for task in tasks:
-            if task is not None:
-                task.cancel()
-        for task in tasks:
-            if task is not None:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await cancel_and_wait([task for task in tasks if task is not None])
         self._task = self._mover = None
         self._shards.clear()
 
@@ -210,7 +203,8 @@ class ShardedListener:
         deadline = self.loop.time() + CONNECT_TIMEOUT
         try:
             if not self._ready.is_set():
-                await asyncio.wait_for(self._ready.wait(), CONNECT_TIMEOUT)
+                async with asyncio.timeout(CONNECT_TIMEOUT):
+                    await self._ready.wait()
         except TimeoutError as exc:
             raise BrokerUnavailable("Redis Cluster did not answer") from exc
         while True:
@@ -356,7 +350,8 @@ class _Shard:
         owner = self.owner
         try:
             protocol = _Subscriber(owner.loop, conf.COALESCE_MS / 1000)
-            await asyncio.wait_for(owner.endpoint.open(protocol, self.address), CONNECT_TIMEOUT)
+            async with asyncio.timeout(CONNECT_TIMEOUT):  # not wait_for: see listener._run
+                await owner.endpoint.open(protocol, self.address)
             protocol.on_reply = self._on_reply
             self.protocol = protocol
             queued, self._queued = self._queued, []
