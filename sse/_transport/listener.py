@@ -261,15 +261,17 @@ class SessionListener:
 
 async def cancel_and_wait(tasks: list[asyncio.Task[Any]]) -> None:
     """Cancel ``tasks`` and wait until they have ended.  A cancellation of
-    the caller itself, meanwhile, is not taken for theirs: it is raised."""
+    the caller that comes meanwhile is not taken for theirs: it is raised.
+    (One from before, which the caller is cleaning up after, is not.)"""
+    current = asyncio.current_task()
+    cancels = 0 if current is None else current.cancelling()
     for task in tasks:
         task.cancel()
     for task in tasks:
         try:
             await task
         except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
+            if current is not None and current.cancelling() > cancels:
                 raise
 
 
