@@ -432,3 +432,30 @@ async def test_a_listener_closed_at_any_moment_of_connecting_ends(
                 await broker.aclose()
         except TimeoutError:
             pytest.fail(f"the listener did not end when closed after {turns} turns of the loop")
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("keepalive", ["true", "false"])
+async def test_the_urls_socket_options_reach_the_listener_and_the_buffer_reads(
+    redis_server: RedisServer, keepalive: str
+) -> None:
+    """The listener's and the buffer reads' sockets are read by hand, but
+    redis-py opens them from the URL: ``socket_keepalive`` is set on both."""
+    import socket
+
+    loop = asyncio.get_running_loop()
+    hub = StreamHub(f"{redis_server.url}?socket_keepalive={keepalive}")
+    broker = hub.broker
+    conn = await _live(hub, "keepalive")
+    try:
+        await broker.read(conn.session_id, ZERO)
+        listener = broker._listeners[loop]
+        sockets = [
+            listener._protocol.transport.get_extra_info("socket"),
+            broker._commands[loop]._protocol.transport.get_extra_info("socket"),
+        ]
+        options = [sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) for sock in sockets]
+        assert options == ([1, 1] if keepalive == "true" else [0, 0])
+    finally:
+        hub.detach(conn)
+        await broker.aclose()
