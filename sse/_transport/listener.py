@@ -42,11 +42,12 @@ logger = logging.getLogger(__name__)
 IDLE_PING = 15.0
 MAX_BACKOFF = 5.0
 # From this many messages a second (measured over RATE_WINDOW seconds), the
-# listener reads them in batches; see _Subscriber.  At 2,000 a second a
-# batch held ~2 messages and saved no CPU (0.0732 ms of CPU per event from
-# 1,500, 0.0742 from 4,000; 5,000 streams, medians of 3), while it added
-# 0.6 ms to every delivery (p50 0.9 against 0.3 ms; bench/RESULTS.md).
-BUSY_RATE = 4000
+# listener reads them in batches of up to COALESCE_MS; see _Subscriber.  At
+# 2,000 a second, batches of 2 ms cut the CPU per event from 0.0558 to
+# 0.0421 ms (batches of 1 ms: 0.0490) for 1.2 ms more at the p50 (5,000
+# streams, two runs each; bench/RESULTS.md, twelfth run).  At 1,000 a
+# second they saved nothing in earlier runs.
+BUSY_RATE = 1500
 RATE_WINDOW = 0.01
 # While batching, fewer bytes than this do not wake the process.
 HOLD_BYTES = 1 << 16
