@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import socket
 import sys
 import threading
 import time
@@ -441,8 +442,6 @@ async def test_the_urls_socket_options_reach_the_listener_and_the_buffer_reads(
 ) -> None:
     """The listener's and the buffer reads' sockets are read by hand, but
     redis-py opens them from the URL: ``socket_keepalive`` is set on both."""
-    import socket
-
     loop = asyncio.get_running_loop()
     hub = StreamHub(f"{redis_server.url}?socket_keepalive={keepalive}")
     broker = hub.broker
