@@ -11,7 +11,9 @@ exports is the app's API; the underscored packages are its internals:
 - ``sse._process``: the glue to the process and the server: the ASGI
   handler behind ``sse.asgi``, the grouped middleware, threads for ORM
   work, garbage-collector freezing, shutdown, the log filter behind
-  ``sse.logging``.
+  ``sse.logging``;
+- ``sse._tasks``: ending tasks without taking the caller's own cancellation
+  for theirs.
 """
 
 from __future__ import annotations

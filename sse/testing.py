@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import contextlib
 import json
 import re
 import time
@@ -24,6 +23,8 @@ from types import TracebackType
 from typing import Any
 
 import httpx
+
+from ._tasks import cancel_and_wait
 
 __all__ = [
     "EventStream",
@@ -302,11 +303,11 @@ class EventStream:
         return json.loads(self.raw)
 
     async def aclose(self) -> None:
-        self._reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._reader
-        await self.response.aclose()
-        await self._client.aclose()
+        try:
+            await cancel_and_wait([self._reader])
+        finally:
+            await self.response.aclose()
+            await self._client.aclose()
 
     async def __aenter__(self) -> EventStream:
         return self

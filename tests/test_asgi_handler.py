@@ -38,6 +38,16 @@ async def slow(request: HttpRequest) -> HttpResponse:
     return HttpResponse("late")
 
 
+async def slow_to_stop(request: HttpRequest) -> HttpResponse:
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError:
+        TRACE.append("view cancelled")
+        await asyncio.sleep(30)  # cleaning up, until cancelled again
+        raise
+    return HttpResponse("late")
+
+
 async def quick(request: HttpRequest) -> HttpResponse:
     return HttpResponse("quick")
 
@@ -56,6 +66,7 @@ async def streaming(request: HttpRequest) -> StreamingHttpResponse:
 
 urlpatterns = [
     path("slow/", slow),
+    path("slow-to-stop/", slow_to_stop),
     path("quick/", quick),
     path("fails/", fails),
     path("streaming/", streaming),
@@ -223,6 +234,25 @@ async def test_a_cancellation_from_outside_ends_the_view() -> None:
             await ASGIHandler()(_scope("/slow/"), _request(), _ignore)
     await asyncio.sleep(0.1)
     assert TRACE == ["view cancelled"]
+
+
+async def test_a_cancellation_while_a_disconnected_view_stops_is_raised(finished: Any) -> None:
+    """The client went away and the view is ending when the handler is
+    cancelled from outside (a server shutting down, ``asyncio.timeout``
+    around the application): the request is finished, and the cancellation
+    is raised, not swallowed."""
+    TRACE.clear()
+    with _project(MIDDLEWARE):
+        client = Client(ASGIHandler(), "/slow-to-stop/")
+        await asyncio.sleep(0.2)
+        client.disconnect()
+        await asyncio.sleep(0.2)
+        assert TRACE == ["view cancelled"]
+        client.task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(client.task, 5)
+    assert client.task.cancelled()
+    assert finished[0] == 1
 
 
 def _request() -> Callable[[], Any]:

@@ -138,3 +138,20 @@ async def test_connection_refused() -> None:
     # The listening socket is closed: connecting fails at once.
     with pytest.raises(httpx.ConnectError):
         await open_stream(url, timeout=2)
+
+
+async def test_closing_a_stream_does_not_swallow_the_closers_cancellation() -> None:
+    """A cancellation of the task that closes a stream, arriving while the
+    stream's reader ends, is raised once the stream is closed."""
+    async with scripted_server() as server:
+        server.pushed.put_nowait(b'id: 1\ndata: {"type":"connected"}\n\n')
+        s = await open_stream(server.base_url + "/stream")
+        await s.next_event()
+        closing = asyncio.create_task(s.aclose())
+        await asyncio.sleep(0)  # aclose is waiting for the reader to end
+        closing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await closing
+        assert closing.cancelled()
+        assert s.response.is_closed
+        server.pushed.put_nowait(None)

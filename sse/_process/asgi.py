@@ -68,6 +68,7 @@ from django.http.response import ResponseHeaders
 from django.urls import NoReverseMatch, Resolver404, ResolverMatch, get_resolver, set_script_prefix
 from django.utils.module_loading import import_string
 
+from .._tasks import cancel_and_wait
 from ..conf import conf
 from . import gc_freeze
 from .threads import (
@@ -160,14 +161,18 @@ class ASGIHandler(_ResolvedOnce, DjangoASGIHandler):
             owe_request_thread(started)
         process = asyncio.create_task(self._process_request(request, send))
         del request
+        cancelled = False
         try:
             try:
                 await _listen_until_done(self.listen_for_disconnect, receive, process)
             except RequestAborted:
                 # The client went away: the view may handle its cancellation.
-                process.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await process
+                try:
+                    await cancel_and_wait([process])
+                except asyncio.CancelledError:
+                    # This handler's own, while the view ended: raised once
+                    # the request is finished.
+                    cancelled = True
             except BaseException:
                 process.cancel()
                 raise
@@ -181,6 +186,8 @@ class ASGIHandler(_ResolvedOnce, DjangoASGIHandler):
                 await request_thread_call(response.close)
         finally:
             body_file.close()
+        if cancelled:
+            raise asyncio.CancelledError
 
     def _deferred_start(self, scope: dict[str, Any]) -> Callable[[], None] | None:
         """The ``request_started`` receivers as one call for the request's

@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 
 from .. import metrics
 from .._stream.events import Event, render
+from .._tasks import cancel_and_wait
 from ..conf import conf
 from ..exceptions import BrokerUnavailable
 from .connect import RedisEndpoint
@@ -258,22 +259,6 @@ class SessionListener:
                 self._sids.pop(channel, None)
         if future is not None and not future.done():
             future.set_result(None)
-
-
-async def cancel_and_wait(tasks: list[asyncio.Task[Any]]) -> None:
-    """Cancel ``tasks`` and wait until they have ended.  A cancellation of
-    the caller that comes meanwhile is not taken for theirs: it is raised.
-    (One from before, which the caller is cleaning up after, is not.)"""
-    current = asyncio.current_task()
-    cancels = 0 if current is None else current.cancelling()
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        try:
-            await task
-        except asyncio.CancelledError:
-            if current is not None and current.cancelling() > cancels:
-                raise
 
 
 def _all_of(

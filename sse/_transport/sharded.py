@@ -28,10 +28,11 @@ from redis.exceptions import RedisError
 
 from .. import metrics
 from .._stream.events import Event, render
+from .._tasks import cancel_and_wait
 from ..conf import conf
 from ..exceptions import BrokerUnavailable
 from .keys import channel as channel_of
-from .listener import FENCE, IDLE_PING, MAX_BACKOFF, _all_of, _Subscriber, cancel_and_wait
+from .listener import FENCE, IDLE_PING, MAX_BACKOFF, _all_of, _Subscriber
 from .resp import CONNECT_TIMEOUT, command
 
 if TYPE_CHECKING:
