@@ -32,7 +32,7 @@ DEFAULTS: dict[str, Any] = {
     # (sse._process.gc_freeze).  It changes the whole process: the host's choice.
     "GC_FREEZE": False,
     # Under load, the Redis listener reads events in batches at most this old.
-    "COALESCE_MS": 2,
+    "COALESCE_MS": 4,
     # ``Authorization: Bearer <this>`` reads GET .../sse/metrics (Prometheus);
     # unset, only staff users may.
     "METRICS_TOKEN": None,

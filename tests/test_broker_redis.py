@@ -349,6 +349,55 @@ async def _publish_apart(url: str, sid: str, count: int) -> list[str]:
     return [f"{n}-0" for n in range(1, count + 1)]
 
 
+def _wire_size(sid: str, event_id: str) -> int:
+    """Bytes of one pubsub message of _publish_apart's, as Redis sends it."""
+    channel = f"sse_events:{sid}".encode()
+    payload = f"{event_id}\n".encode() + prepare(sid, "tool_status", {"n": 1})
+    return len(
+        b"*3\r\n$7\r\nmessage\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n"
+        % (len(channel), channel, len(payload), payload)
+    )
+
+
+@pytest.mark.redis
+async def test_a_batch_is_read_once_it_is_full_not_when_the_hold_ends(
+    redis_server: RedisServer, settings: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """COALESCE_MS caps the hold: with a hold of a second, events published
+    a millisecond apart are still read BATCH (8) at a time as they come
+    (about 50 a read here if only the hold and the kernel released them),
+    and the last few arrive once the hold ends."""
+    monkeypatch.setattr(listener_module, "BUSY_RATE", 100)
+    settings.SSE = {"COALESCE_MS": 1000}  # type: ignore[attr-defined]
+    hub = StreamHub(redis_server.url)
+    broker = hub.broker
+    conn = await _live(hub, "full", maxsize=100_000)
+    listener = broker._listener(conn.loop)
+    sid = conn.session_id
+
+    def publish() -> list[str]:
+        published = []
+        for n in range(400):
+            published.append(broker.publish(sid, prepare(sid, "tool_status", {"n": n})))
+            time.sleep(0.001)
+        return published
+
+    try:
+        await _until(lambda: listener._protocol is not None)
+        protocol = listener._protocol
+        assert isinstance(protocol, listener_module._Subscriber)
+        assert protocol._sock is not None  # batching
+        reads, replies = protocol.reads, protocol.replies
+        published = await asyncio.to_thread(publish)
+        assert await _drain(conn, 1.5) == published
+        per_read = (protocol.replies - replies) / (protocol.reads - reads)
+        assert listener_module.BATCH == 8
+        assert 5 <= per_read <= 20, f"{per_read:.1f} events per read"
+    finally:
+        hub.detach(conn)
+        await broker.aclose()
+
+
 @pytest.mark.redis
 @pytest.mark.parametrize("coalesce_ms", [20, 0])
 async def test_a_busy_listener_reads_events_in_batches_and_holds_none_back(
@@ -382,9 +431,13 @@ async def test_a_busy_listener_reads_events_in_batches_and_holds_none_back(
         assert await _drain(conn, 0.5) == burst
         per_read = (protocol.replies - replies) / (protocol.reads - reads)
         if coalesce_ms:
-            # Raised, and every time lowered again before it was raised anew.
+            # Raised to the bytes of BATCH messages, and every time lowered
+            # again before it was raised anew.
             assert marks
-            assert marks == [listener_module.HOLD_BYTES, 1] * (len(marks) // 2)
+            assert marks[1::2] == [1] * (len(marks) // 2)
+            batch = listener_module.BATCH * _wire_size(conn.session_id, burst[-1])
+            for raised in marks[::2]:
+                assert batch * 0.9 <= raised <= batch * 1.1, (raised, batch)
             assert per_read >= 5, f"{per_read:.1f} events per read"
         else:
             assert dup is None

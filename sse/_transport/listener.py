@@ -43,14 +43,19 @@ logger = logging.getLogger(__name__)
 IDLE_PING = 15.0
 MAX_BACKOFF = 5.0
 # From this many messages a second (measured over RATE_WINDOW seconds), the
-# listener reads them in batches of up to COALESCE_MS; see _Subscriber.  At
-# 2,000 a second, batches of 2 ms cut the CPU per event from 0.0558 to
-# 0.0421 ms (batches of 1 ms: 0.0490) for 1.2 ms more at the p50 (5,000
-# streams, two runs each; bench/RESULTS.md, twelfth run).  At 1,000 a
-# second they saved nothing in earlier runs.
-BUSY_RATE = 1500
+# listener reads them in batches; see _Subscriber.  At 1,000 a second,
+# batches cut the CPU per event from 0.0788 and 0.0716 ms to 0.0580 and
+# 0.0572 for 2.1 ms more at the p50 (5,000 streams, two runs each;
+# bench/RESULTS.md, thirteenth run).
+BUSY_RATE = 500
 RATE_WINDOW = 0.01
-# While batching, fewer bytes than this do not wake the process.
+# While batching, this many messages end a hold before COALESCE_MS does:
+# at 2,000 a second a batch takes 4 ms, at 5,000 1.6 ms.  So holds of up to
+# 4 ms (the CPU per event at 2,000 a second: 0.0485 and 0.0468 ms, against
+# 0.0647 and 0.0417 with 2 ms) leave 5,000 a second a p50 of 1.0 ms, where
+# holds of 2 ms gave 1.6 (bench/RESULTS.md, twelfth and thirteenth runs).
+BATCH = 8
+# Nor do more bytes than this ever wait.
 HOLD_BYTES = 1 << 16
 # b"!": the first byte of a message a new primary marked (redis.PUBLISH_FENCED).
 FENCE = 0x21
@@ -286,15 +291,16 @@ def _all_of(
 
 class _Subscriber(RespProtocol):
     """The listener's socket.  At BUSY_RATE messages a second or more, what
-    arrives is left in the kernel for up to ``hold`` seconds before it wakes
-    the process: after each read the socket's receive low-water mark
-    (``SO_RCVLOWAT``) is raised, and a timer lowers it again.  One wake-up
-    then reads every message of that time instead of one message each; on a
-    loop that is otherwise idle, waking up is the largest cost of a message
-    (bench/RESULTS.md, fourth run).  Below that rate, on unix sockets (whose low-water
-    mark does not hold back readiness), off Linux (where lowering the mark
-    may not wake the reader) and where the option is refused, each message
-    is read as it arrives."""
+    arrives is left in the kernel until BATCH messages are there or for up
+    to ``hold`` seconds, whichever comes first, before it wakes the process:
+    the socket's receive low-water mark (``SO_RCVLOWAT``) is raised to the
+    bytes of BATCH messages of the size seen lately, and a timer lowers it
+    again.  One wake-up then reads several messages instead of one each; on
+    a loop that is otherwise idle, waking up is the largest cost of a
+    message (bench/RESULTS.md, thirteenth run).  Below that rate,
+    on unix sockets (whose low-water mark does not hold back readiness), off
+    Linux (where lowering the mark may not wake the reader) and where the
+    option is refused, each message is read as it arrives."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, hold: float) -> None:
         super().__init__(loop)
@@ -302,6 +308,9 @@ class _Subscriber(RespProtocol):
         self._sock: socket.socket | None = None
         self._since = loop.time()
         self._counted = 0
+        self._received = 0  # bytes
+        self._received_counted = 0
+        self._mark = HOLD_BYTES
         self._busy = False
         self._release_timer: asyncio.TimerHandle | None = None
 
@@ -333,16 +342,27 @@ class _Subscriber(RespProtocol):
         super().data_received(data)
         if self._sock is None:  # not batching, or closed (_close drops it)
             return
+        self._received += len(data)
         now = self.loop.time()
         elapsed = now - self._since
         if elapsed >= RATE_WINDOW:
-            self._busy = self.replies - self._counted >= BUSY_RATE * elapsed
-            self._since = now
-            self._counted = self.replies
-        if self._busy and self._release_timer is None:
-            self._low_water(HOLD_BYTES)
-            if self._sock is not None:  # else the connection is closing
-                self._release_timer = self.loop.call_at(now + self.hold, self._release)
+            messages = self.replies - self._counted
+            self._busy = messages >= BUSY_RATE * elapsed
+            if messages:
+                size = (self._received - self._received_counted) // messages
+                self._mark = max(1, min(HOLD_BYTES, size * BATCH))
+            self._since, self._counted = now, self.replies
+            self._received_counted = self._received
+        if not self._busy:
+            return
+        if self._release_timer is not None:
+            # Read before the hold ran out (the mark was reached): the mark
+            # stays up and the next batch gets a hold of its own.
+            self._release_timer.cancel()
+        else:
+            self._low_water(self._mark)
+        if self._sock is not None:  # else the connection is closing
+            self._release_timer = self.loop.call_at(now + self.hold, self._release)
 
     def _release(self) -> None:
         """Messages held back become readable: lowering the mark signals
