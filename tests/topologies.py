@@ -302,17 +302,25 @@ class SentinelTopology:
             sentinel.start()
         self.wait_agreed(self.primary)
 
-    def wait_agreed(self, primary: Node, timeout: float = 30.0) -> None:
-        """Every sentinel names ``primary``, knows the other two, and sees
-        the other node as its replica, linked and up."""
-        replica = next(node for node in self.nodes if node is not primary)
+    def wait_agreed(self, primary: Node | None = None, timeout: float = 30.0) -> Node:
+        """Every sentinel names ``primary`` (None: the same node, whichever
+        it is), knows the other two, and sees the other node as its
+        replica, linked and up.  Returns the primary."""
+        named: list[Node] = []
 
         def agreed() -> bool:
+            named.clear()
             for sentinel in self.sentinels:
                 with sentinel.client() as client:
                     state = client.sentinel_master(MASTER_NAME)
                     replicas = client.sentinel_slaves(MASTER_NAME)
-                if int(state["port"]) != primary.port or state["num-other-sentinels"] != 2:
+                port = int(state["port"]) if primary is None else primary.port
+                node = next((node for node in self.nodes if node.port == port), None)
+                if node is None or (named and node is not named[0]):
+                    return False
+                named.append(node)
+                replica = next(other for other in self.nodes if other is not node)
+                if int(state["port"]) != node.port or state["num-other-sentinels"] != 2:
                     return False
                 if not state["is_master"] or state["is_sdown"] or state["is_odown"]:
                     return False
@@ -326,10 +334,13 @@ class SentinelTopology:
             return True
 
         _wait(agreed, timeout, "the sentinels did not agree on the primary")
+        return named[0]
 
     def heal(self) -> None:
         """Restart a killed node as a replica of the current primary, and
-        wait until the sentinels see both again."""
+        wait until the sentinels see both again, whichever node is the
+        primary by then: on a busy machine the sentinels may take a slow new
+        primary for a dead one and fail over once more meanwhile."""
         primary = self.current_primary()
         for node in self.nodes:
             if not node.running:
@@ -338,7 +349,7 @@ class SentinelTopology:
                     del node.argv[at : at + 3]
                 node.argv += ["--replicaof", "127.0.0.1", str(primary.port)]
                 node.start()
-        self.wait_agreed(primary)
+        self.wait_agreed()
 
     def current_primary(self) -> Node:
         port = self.sentinels[0].master_port()
