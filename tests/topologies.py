@@ -302,28 +302,25 @@ class SentinelTopology:
             sentinel.start()
         self.wait_agreed(self.primary)
 
-    def wait_agreed(self, primary: Node | None = None, timeout: float = 30.0) -> Node:
+    def wait_agreed(self, primary: Node | None = None, timeout: float = 30.0) -> None:
         """Every sentinel names ``primary`` (None: the same node, whichever
         it is), knows the other two, and sees the other node as its
-        replica, linked and up.  Returns the primary."""
-        named: list[Node] = []
+        replica, linked and up."""
 
         def agreed() -> bool:
-            named.clear()
+            named = primary
             for sentinel in self.sentinels:
                 with sentinel.client() as client:
                     state = client.sentinel_master(MASTER_NAME)
                     replicas = client.sentinel_slaves(MASTER_NAME)
-                port = int(state["port"]) if primary is None else primary.port
-                node = next((node for node in self.nodes if node.port == port), None)
-                if node is None or (named and node is not named[0]):
-                    return False
-                named.append(node)
-                replica = next(other for other in self.nodes if other is not node)
-                if int(state["port"]) != node.port or state["num-other-sentinels"] != 2:
+                port = int(state["port"])
+                if named is None:  # the first sentinel's, for the others to match
+                    named = next((node for node in self.nodes if node.port == port), None)
+                if named is None or port != named.port or state["num-other-sentinels"] != 2:
                     return False
                 if not state["is_master"] or state["is_sdown"] or state["is_odown"]:
                     return False
+                replica = next(node for node in self.nodes if node is not named)
                 if not any(
                     int(r["port"]) == replica.port
                     and not r["is_sdown"]
@@ -334,7 +331,6 @@ class SentinelTopology:
             return True
 
         _wait(agreed, timeout, "the sentinels did not agree on the primary")
-        return named[0]
 
     def heal(self) -> None:
         """Restart a killed node as a replica of the current primary, and
