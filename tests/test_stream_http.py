@@ -238,3 +238,55 @@ async def test_a_burst_larger_than_the_queue_reaches_a_client_that_keeps_up(
         except Exception as exc:
             pytest.fail(f"fast client cut off by a 150-event burst: {exc!r}")
     assert received == ids
+
+
+async def _chunk(reader: asyncio.StreamReader, timeout: float = 5) -> bytes | None:
+    """The next body chunk of a chunked response, as the server wrote it;
+    None if none comes within ``timeout`` seconds."""
+    try:
+        size = await asyncio.wait_for(reader.readline(), timeout)
+    except TimeoutError:
+        return None
+    chunk = await reader.readexactly(int(size, 16) + 2)
+    return chunk[:-2]
+
+
+async def test_a_heartbeat_due_soon_goes_out_with_the_events(
+    make_stack: MakeStack, make_user: MakeUser, make_session: MakeSession
+) -> None:
+    """An event written in the last fifth of the heartbeat interval carries
+    the heartbeat in the same write, and no other heartbeat follows; one
+    written earlier carries none."""
+    stack = make_stack("memory", HEARTBEAT_INTERVAL=4)
+    user, token = make_user()
+    sid = make_session(user).session_id
+    url = httpx.URL(stack.events_url(sid, token))
+    loop = asyncio.get_running_loop()
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    try:
+        writer.write(f"GET {url.raw_path.decode()} HTTP/1.1\r\nHost: {url.host}\r\n\r\n".encode())
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head
+        assert b"transfer-encoding: chunked" in head.lower()
+        connected = await _chunk(reader)
+        opened = loop.time()
+        assert connected is not None
+        assert b'"type":"connected"' in connected
+        await asyncio.sleep(1.0)
+        await stack.apublish(sid, "tool_status", {"n": 1})
+        early = await _chunk(reader)
+        await asyncio.sleep(opened + 3.6 - loop.time())
+        await stack.apublish(sid, "tool_status", {"n": 2})
+        late = await _chunk(reader)
+        after = await _chunk(reader, timeout=opened + 4.5 - loop.time())
+    finally:
+        writer.close()
+    assert early is not None
+    assert b'"n":1' in early
+    assert b"heartbeat" not in early
+    assert late is not None
+    assert late.count(b"\n\n") == 2, late
+    event, beat, _ = late.split(b"\n\n")
+    assert b'"n":2' in event
+    assert beat.startswith(b'data: {"type":"heartbeat","timestamp":')
+    assert after is None  # the heartbeat due at 4 s went out early, not again

@@ -42,6 +42,11 @@ logger = logging.getLogger(__name__)
 # Event ids carry the broker's clock (Redis's own, for the Redis broker), the
 # backlog probes' time ours: the margin for the difference.
 CLOCK_MARGIN_MS = 1000
+# A heartbeat due within this share of HEARTBEAT_INTERVAL goes out with the
+# events being written, in the same write instead of one of its own, which
+# costs as much as an event's: at 5,000 streams with an event every 2.5 s
+# each, 91 % of the heartbeats (167 a second at the default 30 s).
+BEAT_AHEAD = 0.2
 
 
 async def events(request: HttpRequest, session_id: str) -> HttpResponseBase:
@@ -240,6 +245,7 @@ async def _stream(
     conn.owned_by(asyncio.current_task())
     release_request_thread()
     interval = conf.HEARTBEAT_INTERVAL
+    ahead = interval * BEAT_AHEAD
     expires = loop.time() + (expires_at - time.time())
     try:
         yield (
@@ -282,6 +288,9 @@ async def _stream(
                 batch = None
                 if delivered:
                     counts.delivered += delivered
+                    if loop.time() >= next_beat - ahead:
+                        chunk += heartbeat()
+                        next_beat = loop.time() + interval
                     yield chunk
             now = loop.time()
             if now >= expires:
