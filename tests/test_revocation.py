@@ -60,16 +60,24 @@ async def test_a_revoked_stream_ends_within_the_heartbeat_interval(
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("flags_are_fields", [True, False])
 def test_the_default_access_of_many_streams_is_checked_a_batch_per_query(
-    django_user_model: Any,
+    django_user_model: Any, monkeypatch: pytest.MonkeyPatch, flags_are_fields: bool
 ) -> None:
     """Every interval each loop checks all of its open streams: under the
     default ``SESSION_ACCESS``, in a query for the users and one per 500
-    sessions, whatever the number of streams; and with its answers."""
+    sessions, whatever the number of streams; and with its answers.  The
+    users' ``is_active`` and ``is_staff`` are read as columns, or from the
+    users where a user model has them otherwise."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
+    from sse._stream import revocation
     from sse._stream.revocation import refused_pairs
+
+    assert revocation._flags_are_fields(django_user_model)
+    if not flags_are_fields:
+        monkeypatch.setattr(revocation, "_flags_are_fields", lambda model: False)
 
     owner = django_user_model.objects.create(username="owner")
     staff = django_user_model.objects.create(username="staff", is_staff=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..conf import conf
@@ -64,37 +64,71 @@ def refused_pairs(pairs: Pairs) -> Pairs:
     """The (user pk, session id) pairs whose user may no longer read the session."""
     from django.contrib.auth import get_user_model
 
+    from ..sessions import can_read
+
     manager = get_user_model()._default_manager
     pks = list({pk for pk, _ in pairs})
-    users = {}
-    for start in range(0, len(pks), BATCH):  # within every database's parameter limit
-        users.update({user.pk: user for user in manager.filter(pk__in=pks[start : start + BATCH])})
-    readable = _readable({session_id for _, session_id in pairs})
+    owners = _default_owners({session_id for _, session_id in pairs})
+    if owners is not None and _flags_are_fields(manager.model):
+        # The default access needs two flags of each user, not the user: a
+        # model instance for each of thousands of streams made the sweep
+        # several times as slow, and the collector run in full after it.
+        flags: dict[Any, tuple[bool, bool]] = {}
+        for batch in _batches(pks):
+            rows = manager.filter(pk__in=batch).values_list("pk", "is_active", "is_staff")
+            flags.update((pk, (active, staff)) for pk, active, staff in rows)
+    else:
+        users = {}
+        for batch in _batches(pks):
+            users.update({user.pk: user for user in manager.filter(pk__in=batch)})
+        if owners is None:
+            return {
+                (pk, session_id)
+                for pk, session_id in pairs
+                if (user := users.get(pk)) is None
+                or not user.is_active
+                or not can_read(user, session_id)
+            }
+        flags = {pk: (user.is_active, user.is_staff) for pk, user in users.items()}
     refused: Pairs = set()
     for pk, session_id in pairs:
-        user = users.get(pk)
-        if user is None or not user.is_active or not readable(user, session_id):
+        active, staff = flags.get(pk, (False, False))
+        if not active or session_id not in owners or not (staff or owners[session_id] == pk):
             refused.add((pk, session_id))
     return refused
 
 
-def _readable(session_ids: set[str]) -> Callable[[Any, str], bool]:
-    """``can_read`` for these sessions.  Under the default ``SESSION_ACCESS``
-    their owners are read a batch per query: a query per open stream, every
-    interval, held the ORM's thread (and the loop, for the GIL) for as long
-    as thousands of them take."""
+def _batches(values: list[Any]) -> Iterator[list[Any]]:
+    """Within every database's parameter limit."""
+    for start in range(0, len(values), BATCH):
+        yield values[start : start + BATCH]
+
+
+def _flags_are_fields(model: Any) -> bool:
+    """Whether ``is_active`` and ``is_staff`` are columns of the user model."""
+    from django.core.exceptions import FieldDoesNotExist
+
+    try:
+        return all(model._meta.get_field(name).concrete for name in ("is_active", "is_staff"))
+    except FieldDoesNotExist:
+        return False
+
+
+def _default_owners(session_ids: set[str]) -> dict[str, Any] | None:
+    """Under the default ``SESSION_ACCESS`` (``owner_or_staff``), the owner
+    of each of these sessions that exists, read a batch per query: a query
+    per open stream, every interval, held the ORM's thread (and the loop,
+    for the GIL) for as long as thousands of them take.  None under another
+    ``SESSION_ACCESS``: ``can_read`` asks it."""
     from django.utils.module_loading import import_string
 
     from ..models import StreamSession
-    from ..sessions import can_read, owner_or_staff
+    from ..sessions import owner_or_staff
 
     if import_string(conf.SESSION_ACCESS) is not owner_or_staff:
-        return can_read
-    ids = list(session_ids)
+        return None
     owners: dict[str, Any] = {}
-    for start in range(0, len(ids), BATCH):
-        rows = StreamSession._default_manager.filter(session_id__in=ids[start : start + BATCH])
+    for batch in _batches(list(session_ids)):
+        rows = StreamSession._default_manager.filter(session_id__in=batch)
         owners.update(rows.values_list("session_id", "owner_id"))
-    return lambda user, session_id: (
-        session_id in owners and (user.is_staff or owners[session_id] == user.pk)
-    )
+    return owners
