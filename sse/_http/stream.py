@@ -288,9 +288,10 @@ async def _stream(
                 batch = None
                 if delivered:
                     counts.delivered += delivered
-                    if loop.time() >= next_beat - ahead:
+                    now = loop.time()
+                    if now >= next_beat - ahead:
                         chunk += heartbeat()
-                        next_beat = loop.time() + interval
+                        next_beat = now + interval
                     yield chunk
             now = loop.time()
             if now >= expires:
